@@ -1,0 +1,320 @@
+"""The losses of distillation and their analytic gradients.
+
+Notation follows Hinton, Vinyals & Dean (2015), "Distilling the Knowledge in
+a Neural Network" (arXiv 1503.02531):
+
+=====  =========================================================
+z      student logits, shape (N, C)
+v      teacher logits, shape (N, C)
+y      integer class labels, shape (N,)
+T      temperature, T > 0
+q      student soft probabilities  q = softmax(z / T)
+p      teacher soft probabilities  p = softmax(v / T)
+N      batch size;  every loss is the *mean over the batch*
+=====  =========================================================
+
+Each equation lives in exactly one function below, and each loss ``f`` has a
+partner ``f_grad`` returning d f / d z with the same shape as z.  The
+derivations are in the docstrings and, at length, in ``docs/gradients.md``.
+
+Every public function checks its input (shapes, dtypes, label range, T, alpha,
+finite logits) and raises ValueError/TypeError naming the bad argument.  The
+finiteness and label-range checks read values back from the device, so the
+training loop passes ``check=False`` to skip them.
+"""
+
+import numbers
+
+from .backend import get_array_module
+
+# --------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------
+
+
+def _check_temperature(T):
+    if isinstance(T, bool) or not isinstance(T, numbers.Real):
+        raise TypeError(f"T must be a real number > 0, got {type(T).__name__}")
+    if not T > 0 or T != T or T == float("inf"):
+        raise ValueError(f"T must be a finite number > 0, got {T}")
+
+
+def _check_logits(a, name, check_values=True):
+    xp = get_array_module(a)
+    if not isinstance(a, xp.ndarray):
+        raise TypeError(f"{name} must be a numpy or cupy array, got {type(a).__name__}")
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (N, C), got shape {a.shape}")
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name} must have a floating dtype, got {a.dtype}")
+    if a.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one class column, got shape {a.shape}")
+    if check_values and not bool(xp.isfinite(a).all()):
+        raise ValueError(f"{name} contains NaN or Inf")
+
+
+def _check_pair(z, v, check_values=True):
+    _check_logits(z, "z", check_values)
+    _check_logits(v, "v", check_values)
+    if z.shape != v.shape:
+        raise ValueError(f"z and v must have the same shape, got z {z.shape} and v {v.shape}")
+    if get_array_module(z) is not get_array_module(v):
+        raise TypeError("z and v must live on the same device (both numpy or both cupy)")
+
+
+def _check_labels(y, z, check_values=True):
+    xp = get_array_module(z)
+    if not isinstance(y, xp.ndarray):
+        raise TypeError(f"y must be an integer array on the same device as z, got {type(y).__name__}")
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+    if y.shape != (z.shape[0],):
+        raise ValueError(f"y must have shape (N,) = ({z.shape[0]},), got {y.shape}")
+    if check_values and y.size and (int(y.min()) < 0 or int(y.max()) >= z.shape[1]):
+        raise ValueError(f"y must be class labels in [0, {z.shape[1] - 1}], got values in [{int(y.min())}, {int(y.max())}]")
+
+
+def _check_alpha(alpha):
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"alpha must be a real number in [0, 1], got {type(alpha).__name__}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+
+
+# --------------------------------------------------------------------------
+# the tempered softmax
+# --------------------------------------------------------------------------
+
+
+def log_softmax(z, T=1.0, *, check=True):
+    r"""Row-wise log of the tempered softmax, computed in log space.
+
+    .. math::  \log q_i = z_i/T - \log \sum_j \exp(z_j/T)
+
+    Notes
+    -----
+    Subtracting the row maximum m = max_j z_j/T before exponentiating leaves
+    the result unchanged (numerator and denominator are both scaled by
+    exp(-m)) but makes the largest exponent exp(0) = 1, so nothing overflows,
+    and the log of the sum is at least 0, so nothing underflows to log(0):
+
+        log q_i = (z_i/T - m) - log sum_j exp(z_j/T - m).
+
+    This is finite for |z| up to 1e4 in float32 at any T in [0.05, 1000],
+    where ``log(softmax(z))`` would give -inf for every small probability.
+    The Jacobian is  d log q_i / d z_j = (delta_ij - q_j) / T.
+    """
+    if check:
+        _check_logits(z, "z")
+        _check_temperature(T)
+    xp = get_array_module(z)
+    s = z / T if T != 1 else z.copy()
+    s -= s.max(axis=1, keepdims=True)
+    s -= xp.log(xp.exp(s).sum(axis=1, keepdims=True))
+    return s
+
+
+def softmax(z, T=1.0, *, check=True):
+    r"""Row-wise tempered softmax  q_i = exp(z_i/T) / sum_j exp(z_j/T).
+
+    Notes
+    -----
+    Computed as exp(log_softmax(z, T)), so it inherits the max-subtraction
+    that keeps it finite.  A higher T gives a softer distribution over the
+    classes; T = 1 is the ordinary softmax.  Its Jacobian is
+    d q_i / d z_j = q_i (delta_ij - q_j) / T.
+    """
+    xp = get_array_module(z)
+    return xp.exp(log_softmax(z, T, check=check))
+
+
+# --------------------------------------------------------------------------
+# hard-label cross-entropy
+# --------------------------------------------------------------------------
+
+
+def _onehot(y, like):
+    xp = get_array_module(like)
+    t = xp.zeros_like(like)
+    t[xp.arange(like.shape[0]), y] = 1
+    return t
+
+
+def cross_entropy(z, y, *, check=True):
+    r"""Mean cross-entropy of the hard labels:  -(1/N) sum_n log softmax(z_n)[y_n].
+
+    See :func:`cross_entropy_grad` for its gradient.
+    """
+    if check:
+        _check_logits(z, "z")
+        _check_labels(y, z)
+    xp = get_array_module(z)
+    logq = log_softmax(z, check=False)
+    return -logq[xp.arange(z.shape[0]), y].mean()
+
+
+def cross_entropy_grad(z, y, *, check=True):
+    r"""Gradient of :func:`cross_entropy`:  (softmax(z) - onehot(y)) / N.
+
+    Notes
+    -----
+    For one example, L = -log q_y with q = softmax(z).  Using
+    d log q_y / d z_j = delta_yj - q_j (the Jacobian of log-softmax at T = 1),
+    dL/dz_j = q_j - delta_yj.  The batch mean divides by N.
+    """
+    if check:
+        _check_logits(z, "z")
+        _check_labels(y, z)
+    g = softmax(z, check=False)
+    g[get_array_module(z).arange(z.shape[0]), y] -= 1
+    g /= z.shape[0]
+    return g
+
+
+# --------------------------------------------------------------------------
+# the distillation (soft-target) loss
+# --------------------------------------------------------------------------
+
+
+def kd_loss(z, v, T, *, check=True):
+    r"""The soft-target loss  T^2 * (1/N) sum_n KL(p_n || q_n).
+
+    With p = softmax(v/T) and q = softmax(z/T):
+
+        KL(p || q) = sum_i p_i (log p_i - log q_i),
+
+    computed from two log-softmaxes (never the log of a probability, which
+    underflows to -inf).
+
+    Notes
+    -----
+    *KL and soft cross-entropy.*  The soft cross-entropy
+    H(p, q) = -sum_i p_i log q_i equals KL(p || q) + H(p), where the teacher's
+    entropy H(p) does not depend on z.  So the two losses differ by a constant
+    and have the same gradient; KL is used because it is 0 when q = p, which
+    makes the value readable.
+
+    *Why T^2.*  The gradient of KL(p || q) with respect to z is (q - p)/T
+    (the paper's eq. 2).  At high T, q - p itself shrinks like 1/T (eq. 3:
+    q_i - p_i ~ (z_i - v_i)/(N_c T) for zero-mean logits), so the soft
+    gradients scale as 1/T^2.  Multiplying the loss by T^2 keeps their size
+    roughly unchanged when T is varied, so the relative weight of the soft and
+    hard terms of :func:`distillation_loss` does not depend on T.
+
+    The gradient is :func:`kd_loss_grad`.
+    """
+    if check:
+        _check_pair(z, v)
+        _check_temperature(T)
+    xp = get_array_module(z)
+    logp = log_softmax(v, T, check=False)
+    logq = log_softmax(z, T, check=False)
+    kl = (xp.exp(logp) * (logp - logq)).sum(axis=1)
+    return T * T * kl.mean()
+
+
+def kd_loss_grad(z, v, T, *, check=True):
+    r"""Gradient of :func:`kd_loss` with respect to z:  T (q - p) / N.
+
+    Notes
+    -----
+    KL(p || q) = sum_i p_i log p_i - sum_i p_i log q_i.  Only the second term
+    depends on z.  With d log q_i / d z_j = (delta_ij - q_j)/T,
+
+        d/dz_j [-sum_i p_i log q_i] = -(1/T) sum_i p_i (delta_ij - q_j)
+                                    = -(1/T) (p_j - q_j sum_i p_i)
+                                    = (q_j - p_j) / T,
+
+    because sum_i p_i = 1.  Times T^2 and the batch mean 1/N gives T (q - p)/N.
+    """
+    if check:
+        _check_pair(z, v)
+        _check_temperature(T)
+    q = softmax(z, T, check=False)
+    q -= softmax(v, T, check=False)
+    q *= T / z.shape[0]
+    return q
+
+
+def distillation_loss(z, v, y, T, alpha, *, check=True):
+    r"""The distillation objective  alpha * kd_loss + (1 - alpha) * cross_entropy.
+
+    **alpha weights the soft (teacher) term.**  alpha = 1 is pure distillation
+    from soft targets; alpha = 0 is ordinary training on the hard labels.  The
+    paper found it best to put "a considerably lower weight on the second
+    objective" (the hard labels), i.e. alpha close to 1.  Some other code uses
+    the opposite convention (alpha on the hard term): not this library.
+
+    The T^2 inside :func:`kd_loss` keeps the two terms' gradients on the same
+    scale, so alpha means the same thing at every temperature.
+    """
+    if check:
+        _check_pair(z, v)
+        _check_labels(y, z)
+        _check_temperature(T)
+        _check_alpha(alpha)
+    soft = kd_loss(z, v, T, check=False) if alpha > 0 else 0.0
+    hard = cross_entropy(z, y, check=False) if alpha < 1 else 0.0
+    return alpha * soft + (1 - alpha) * hard
+
+
+def distillation_loss_grad(z, v, y, T, alpha, *, check=True):
+    r"""Gradient of :func:`distillation_loss`:  alpha T (q - p)/N + (1 - alpha)(softmax(z) - onehot(y))/N.
+
+    Notes
+    -----
+    The loss is a weighted sum, so its gradient is the same weighted sum of
+    :func:`kd_loss_grad` and :func:`cross_entropy_grad`.
+    """
+    if check:
+        _check_pair(z, v)
+        _check_labels(y, z)
+        _check_temperature(T)
+        _check_alpha(alpha)
+    if alpha == 0:
+        return cross_entropy_grad(z, y, check=False)
+    g = kd_loss_grad(z, v, T, check=False)
+    if alpha < 1:
+        g *= alpha
+        g += (1 - alpha) * cross_entropy_grad(z, y, check=False)
+    return g
+
+
+# --------------------------------------------------------------------------
+# logit matching: the high-temperature limit
+# --------------------------------------------------------------------------
+
+
+def logit_matching_loss(z, v, *, check=True):
+    r"""Caruana's logit matching:  (1/N) sum_n 1/2 ||z_n - v_n||^2.
+
+    Notes
+    -----
+    This is the paper's high-temperature limit of distillation (its eqs. 3-4):
+    expanding exp(x/T) ~ 1 + x/T for T much larger than the logits, and with
+    logits of zero mean per example, q_i ~ (1 + z_i/T)/C, so the gradient of
+    :func:`kd_loss` tends to
+
+        T (q - p)/N  ->  (z - v)/(N C),
+
+    which is the gradient of this loss divided by C.  The error of the
+    approximation shrinks like 1/T.  See :func:`logit_matching_loss_grad`.
+    """
+    if check:
+        _check_pair(z, v)
+    d = z - v
+    return 0.5 * (d * d).sum(axis=1).mean()
+
+
+def logit_matching_loss_grad(z, v, *, check=True):
+    r"""Gradient of :func:`logit_matching_loss`:  (z - v) / N.
+
+    Notes
+    -----
+    d/dz_j of 1/2 sum_i (z_i - v_i)^2 is z_j - v_j; the batch mean divides by N.
+    """
+    if check:
+        _check_pair(z, v)
+    g = z - v
+    g /= z.shape[0]
+    return g

@@ -1,0 +1,202 @@
+"""A multilayer perceptron of ReLU units with dropout and max-norm, forward and backward by hand.
+
+    x -> [Dropout(p_in)] -> Linear -> ReLU -> [Dropout(p_hid)] -> ... -> Linear -> z
+
+``MLP([784, 1200, 1200, 10], dropout_input=0.2, dropout_hidden=0.5, max_norm=3.5)``
+is the teacher of the paper (section 3), itself the net of Hinton et al. 2012
+(arXiv 1207.0580); ``MLP([784, 800, 800, 10])`` is its unregularised student.
+"""
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from .backend import default_rng, device_of, get_xp, resolve_device, to_numpy
+from .layers import Dropout, Linear, ReLU, max_norm_
+
+DTYPES = ("float32", "float64")
+
+
+class MLP:
+    """A ReLU MLP with inverted dropout and an optional max-norm constraint.
+
+    Parameters
+    ----------
+    sizes : list of int
+        Layer widths, input first and number of classes last, e.g. [784, 800, 800, 10].
+    dropout_input, dropout_hidden : float
+        Drop probabilities for the input pixels and for each hidden layer's units.
+    max_norm : float or None
+        Radius c of the max-norm constraint on each hidden unit's incoming
+        weights, applied by :meth:`apply_max_norm` after each update.
+    seed : int
+        Seeds the initial weights and the dropout masks: one seed, one run.
+    dtype : "float32" or "float64"
+        float32 for training, float64 for gradient checks.
+    device : "cpu", "cuda" or "auto"
+
+    Attributes
+    ----------
+    params : list of arrays [W1, b1, W2, b2, ...], updated in place by the optimizers.
+    """
+
+    def __init__(self, sizes, *, dropout_input=0.0, dropout_hidden=0.0, max_norm=None,
+                 seed=0, dtype="float32", device="cpu"):
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"sizes must list at least two positive widths, got {sizes}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        if max_norm is not None and not max_norm > 0:
+            raise ValueError(f"max_norm must be None or > 0, got {max_norm}")
+        self.device = resolve_device(device)
+        xp = self.xp = get_xp(self.device)
+        self.config = dict(sizes=sizes, dropout_input=float(dropout_input),
+                           dropout_hidden=float(dropout_hidden),
+                           max_norm=None if max_norm is None else float(max_norm),
+                           seed=int(seed), dtype=dtype)
+        self.sizes, self.max_norm = sizes, max_norm
+
+        # He initialisation, drawn on the host in float64 so every device and
+        # dtype starts from the same weights: W ~ N(0, 2 / fan_in), b = 0.
+        init = np.random.default_rng(seed)
+        self.layers, self.params = [], []
+        if dropout_input > 0:
+            self.layers.append(Dropout(dropout_input, inplace=False))
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            W = xp.asarray(init.normal(0.0, np.sqrt(2.0 / n_in), (n_in, n_out)).astype(dtype))
+            b = xp.zeros(n_out, dtype=dtype)
+            linear = Linear(W, b)
+            self.layers.append(linear)
+            self.params += [W, b]
+            if i < len(sizes) - 2:
+                self.layers.append(ReLU())
+                if dropout_hidden > 0:
+                    self.layers.append(Dropout(dropout_hidden, inplace=True))
+        self.linears = [layer for layer in self.layers if isinstance(layer, Linear)]
+        self.reseed(seed + 1)
+
+    def reseed(self, seed):
+        """Restart the dropout generator from ``seed`` (the trainer does this each epoch)."""
+        self.rng = default_rng(self.xp, seed)
+
+    @property
+    def dtype(self):
+        return self.params[0].dtype
+
+    def forward(self, x, train=False, keep_masks=False):
+        """Logits z for a batch x of shape (N, sizes[0]).
+
+        ``train=True`` applies dropout (drawing new masks unless ``keep_masks``)
+        and remembers what :meth:`backward` needs.  x itself is never modified.
+        """
+        if x.ndim != 2 or x.shape[1] != self.sizes[0]:
+            raise ValueError(f"x must have shape (N, {self.sizes[0]}), got {x.shape}")
+        if device_of(x) != self.device:
+            raise TypeError(f"x lives on {device_of(x)} but the model on {self.device}")
+        h = x if x.dtype == self.dtype else x.astype(self.dtype)
+        for layer in self.layers:
+            if isinstance(layer, Dropout):
+                h = layer.forward(h, self.rng, train=train, keep_mask=keep_masks)
+            else:
+                h = layer.forward(h)
+        return h.copy()  # the last layer's buffer is reused by the next call
+
+    def backward(self, dz):
+        """Gradients [dW1, db1, dW2, db2, ...] of the loss for the last forward, given dz = dL/dz.
+
+        Runs the layers in reverse, each turning dL/d(its output) into
+        dL/d(its input).  dz is used as scratch space.  The returned arrays are
+        owned by the layers and overwritten by the next backward.
+        """
+        g = dz
+        first = self.linears[0]
+        for layer in reversed(self.layers):
+            if layer is first:
+                layer.backward(g, need_dx=False)
+                break
+            g = layer.backward(g)
+        grads = []
+        for linear in self.linears:
+            grads += [linear.dW, linear.db]
+        return grads
+
+    def apply_max_norm(self):
+        """Project every hidden unit's incoming weights onto the ball of radius ``max_norm``."""
+        if self.max_norm is not None:
+            for linear in self.linears[:-1]:
+                max_norm_(linear.W, self.max_norm)
+
+    def predict(self, x, batch_size=10000):
+        """Predicted class of each row of x (an array on the model's device)."""
+        xp = self.xp
+        out = xp.empty(x.shape[0], dtype=xp.int64)
+        for i in range(0, x.shape[0], batch_size):
+            out[i:i + batch_size] = self.forward(x[i:i + batch_size]).argmax(axis=1)
+        return out
+
+    def count_params(self):
+        return int(sum(p.size for p in self.params))
+
+    # ---------------------------------------------------------------- files
+
+    def state_dict(self):
+        """Host copies of the weights plus the architecture, as a dict of numpy arrays."""
+        state = {f"param_{i}": to_numpy(p) for i, p in enumerate(self.params)}
+        state["config"] = np.array(json.dumps(self.config))
+        return state
+
+    def load_params(self, arrays):
+        """Copy a list of host arrays into ``params`` (in place, shapes checked)."""
+        if len(arrays) != len(self.params):
+            raise ValueError(f"expected {len(self.params)} arrays, got {len(arrays)}")
+        for p, a in zip(self.params, arrays):
+            if p.shape != a.shape:
+                raise ValueError(f"parameter shape mismatch: model {p.shape}, file {a.shape}")
+            p[...] = self.xp.asarray(a, dtype=p.dtype)
+
+    def save(self, path):
+        """Write weights and architecture to one ``.npz`` file, atomically.
+
+        The file is written under a temporary name in the same folder and then
+        renamed, so an interrupted save never leaves a half-written file.
+        """
+        save_npz_atomic(path, self.state_dict())
+
+    @classmethod
+    def load(cls, path, device="cpu", dtype=None):
+        """Rebuild a model saved by :meth:`save` on the given device."""
+        with np.load(path, allow_pickle=False) as f:
+            if "config" not in f.files:
+                raise ValueError(f"{path} is not a nanokd model file (no 'config' entry)")
+            config = json.loads(str(f["config"]))
+            n = sum(1 for k in f.files if k.startswith("param_"))
+            arrays = [f[f"param_{i}"] for i in range(n)]
+        if dtype is not None:
+            config["dtype"] = dtype
+        model = cls(**config, device=device)
+        model.load_params(arrays)
+        return model
+
+    def __repr__(self):
+        c = self.config
+        return (f"MLP({c['sizes']}, dropout_input={c['dropout_input']}, dropout_hidden={c['dropout_hidden']}, "
+                f"max_norm={c['max_norm']}, dtype={c['dtype']}, device={self.device!r})")
+
+
+def save_npz_atomic(path, arrays):
+    """``np.savez`` to a temporary file in the target folder, then ``os.replace`` it into place."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
