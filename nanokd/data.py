@@ -1,0 +1,508 @@
+"""MNIST and Fashion-MNIST: finding, downloading, checking and decoding the data.
+
+Both data sets come as the same four gzip-compressed IDX files::
+
+    train-images-idx3-ubyte.gz   60000 x 28 x 28 uint8 pixels
+    train-labels-idx1-ubyte.gz   60000 uint8 labels 0..9
+    t10k-images-idx3-ubyte.gz    10000 x 28 x 28
+    t10k-labels-idx1-ubyte.gz    10000
+
+:func:`find_or_download` finds a folder holding them (or downloads them),
+:func:`load` decodes and checks them, :func:`to_float` turns the pixels into
+the ``(N, 784)`` float32 inputs the networks take, :func:`split_validation`
+holds out the last training images, and :func:`jitter` is the paper's data
+augmentation.  IDX decoding itself is done by the ``mnist`` package's
+:func:`mnist.parse_idx`; this module adds checksums, shape checks and error
+messages that say what to do.
+"""
+
+import gzip
+import hashlib
+import http.client
+import os
+import shutil
+import sys
+import tempfile
+import urllib.request
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+import mnist
+import numpy as np
+
+from nanokd.backend import get_array_module
+
+DATASETS = ("mnist", "fashion-mnist")
+
+TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
+TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
+TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
+TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
+FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+
+IMAGE_SIZE = 28
+NUM_CLASSES = 10
+
+#: Number of examples per file in the real data sets (checked when ``verify=True``).
+EXPECTED_COUNT = {TRAIN_IMAGES: 60000, TRAIN_LABELS: 60000, TEST_IMAGES: 10000, TEST_LABELS: 10000}
+
+
+class Digest(NamedTuple):
+    """The checksums of one known-good copy of a file."""
+
+    md5: str
+    sha256: str
+
+
+#: Known-good copies of each file, as (md5, sha256): a file passes verification
+#: when it matches any one of them.
+#:
+#: * MNIST: the canonical files (the md5 is the one torchvision checks).
+#: * Fashion-MNIST, first: the canonical files (md5 from the Fashion-MNIST
+#:   README, also checked by torchvision).  Second: Debian's copies in
+#:   /usr/share/datasets/fashion-mnist (package dataset-fashion-mnist), whose
+#:   gzip header was rewritten when the package was built (file name dropped,
+#:   new time stamp): same compressed data and pixels, other checksums.
+#:   Putting the name and original time stamp back into Debian's headers
+#:   rebuilds the canonical files byte for byte (their md5 matches), which is
+#:   how the canonical sha256 values here were checked.
+KNOWN_FILES = {
+    "mnist": {
+        TRAIN_IMAGES: (
+            Digest(
+                "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            ),
+        ),
+        TRAIN_LABELS: (
+            Digest(
+                "d53e105ee54ea40749a09fcbcd1e9432",
+                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            ),
+        ),
+        TEST_IMAGES: (
+            Digest(
+                "9fb629c4189551a2d022fa330f9573f3",
+                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            ),
+        ),
+        TEST_LABELS: (
+            Digest(
+                "ec29112dd5afa0611ce80d1b7f02629c",
+                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            ),
+        ),
+    },
+    "fashion-mnist": {
+        TRAIN_IMAGES: (
+            Digest(
+                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+            ),
+            Digest(
+                "cf8536b0aa1a6ac5fa3f23001093305c",
+                "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+            ),
+        ),
+        TRAIN_LABELS: (
+            Digest(
+                "25c81989df183df01b3e8a0aad5dffbe",
+                "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+            ),
+            Digest(
+                "10bea18fdb374794d4bb42e356e600c9",
+                "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+            ),
+        ),
+        TEST_IMAGES: (
+            Digest(
+                "bef4ecab320f06d8554ea6380940ec79",
+                "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+            ),
+            Digest(
+                "f78720b4224f21cce2f2ccf2d7a94c9a",
+                "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+            ),
+        ),
+        TEST_LABELS: (
+            Digest(
+                "bb300cfdad3c16e7a12a480ee83cd310",
+                "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            ),
+            Digest(
+                "0d30e22e447f3c33dab9ed536400ac01",
+                "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+            ),
+        ),
+    },
+}
+
+#: Public mirrors, tried in order; a file's URL is the base followed by its name.
+MIRRORS = {
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
+    "fashion-mnist": (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    ),
+}
+
+#: Folders where a system package installs the files (Debian: dataset-fashion-mnist).
+SYSTEM_DIRS = {
+    "fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),),
+}
+
+DOWNLOAD_TIMEOUT_S = 60
+
+
+class DataError(ValueError):
+    """The data set is missing, incomplete or corrupt; the message says how to fix it."""
+
+
+class Dataset(NamedTuple):
+    """A data set as host NumPy arrays: images ``(N, 28, 28) uint8``, labels ``(N,) int64``."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+# ---------------------------------------------------------------------------
+# Finding the files
+# ---------------------------------------------------------------------------
+
+
+def cache_dir(name):
+    """The download folder: ``$XDG_CACHE_HOME/nanokd/<name>``, by default ``~/.cache/nanokd/<name>``."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "nanokd" / name
+
+
+def _check_name(name):
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {DATASETS}")
+
+
+def _missing(folder):
+    """The names of the four files that ``folder`` lacks."""
+    return [f for f in FILES if not (Path(folder) / f).is_file()]
+
+
+def _how_to_fix(name):
+    """The end of every 'files not found' message: where nanokd looks for them."""
+    system = "".join(f"; or install them in {folder}" for folder in SYSTEM_DIRS.get(name, ()))
+    return (
+        f"nanokd needs the four {name} files {', '.join(FILES)}. Either pass --data-dir DIR "
+        f"(data_dir=DIR in Python) or set the environment variable NANOKD_DATA=DIR, where DIR "
+        f"holds the four files or a '{name}/' folder with them (e.g. a shared copy such as "
+        f"shared/data/{name} beside the repository); or copy them into {cache_dir(name)}, or let "
+        f"nanokd download them there (needs network){system}."
+    )
+
+
+def _dataset_folder(root, name):
+    """``root/<name>`` if that folder exists, else ``root`` itself."""
+    root = Path(root).expanduser()
+    return root / name if (root / name).is_dir() else root
+
+
+def find_or_download(name, data_dir=None, *, download=True, fetch=None):
+    """Return the folder holding the four files of data set ``name``.
+
+    Looks, in this order, in
+
+    1. ``data_dir`` (the ``--data-dir`` option);
+    2. the folder named by the environment variable ``NANOKD_DATA``;
+    3. the cache folder :func:`cache_dir`, ``~/.cache/nanokd/<name>``;
+    4. a system folder (:data:`SYSTEM_DIRS`), e.g. Debian's
+       ``/usr/share/datasets/fashion-mnist``;
+    5. and finally downloads the missing files into the cache folder.
+
+    In steps 1 and 2 the folder may hold the files itself or in a ``<name>/``
+    subfolder, and it is the only place looked at: a missing file there is an
+    error, never a reason to download elsewhere.
+
+    Parameters
+    ----------
+    name : {"mnist", "fashion-mnist"}
+    data_dir : str or Path, optional
+    download : bool
+        Allow step 5.  Each file is fetched to a temporary name in the cache
+        folder, checked against :data:`KNOWN_FILES`, then renamed into place, so
+        a partial or corrupt download never sits under the final name.
+    fetch : callable, optional
+        ``fetch(url, dest_path)`` writes the file at ``url`` to ``dest_path``;
+        the default uses urllib with a timeout.  Tests pass a fake.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    DataError
+        When the files are not found and cannot be downloaded.
+    """
+    _check_name(name)
+    for root, source in ((data_dir, "--data-dir / data_dir"), (os.environ.get("NANOKD_DATA"), "NANOKD_DATA")):
+        if root:
+            folder = _dataset_folder(root, name)
+            if not folder.is_dir():
+                raise DataError(f"{folder} (from {source}) does not exist. " + _how_to_fix(name))
+            missing = _missing(folder)
+            if missing:
+                raise DataError(f"{folder} (from {source}) lacks {', '.join(missing)}. " + _how_to_fix(name))
+            return folder
+
+    cache = cache_dir(name)
+    for folder in (cache, *SYSTEM_DIRS.get(name, ())):
+        if not _missing(folder):
+            return folder
+
+    missing = _missing(cache)
+    if not download:
+        raise DataError(f"{name} not found, and downloading is off. " + _how_to_fix(name))
+    cache.mkdir(parents=True, exist_ok=True)
+    for filename in missing:
+        _download(name, filename, cache, fetch or urllib_fetch)
+    return cache
+
+
+def urllib_fetch(url, dest_path, timeout=DOWNLOAD_TIMEOUT_S):
+    """Write the file at ``url`` (http, https or file) to ``dest_path``."""
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(dest_path, "wb") as f:
+        shutil.copyfileobj(response, f, 1 << 20)
+
+
+def _download(name, filename, folder, fetch):
+    """Fetch ``filename`` from the first mirror that gives a verified copy.
+
+    The file goes to a temporary name in ``folder`` and is ``os.replace``d into
+    place only after its checksum matches; on any failure it is deleted.
+    """
+    errors = []
+    for base in MIRRORS[name]:
+        url = base + filename
+        print(f"nanokd: downloading {url}", file=sys.stderr)
+        fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=folder)
+        os.close(fd)
+        try:
+            fetch(url, tmp)
+            verify_file(tmp, name, filename)
+            os.replace(tmp, Path(folder) / filename)
+            return
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            errors.append(f"  {url}: {e}")
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    raise DataError(f"could not download {filename}:\n" + "\n".join(errors) + "\n" + _how_to_fix(name))
+
+
+# ---------------------------------------------------------------------------
+# Checking and decoding
+# ---------------------------------------------------------------------------
+
+
+def file_digest(path):
+    """The :class:`Digest` (md5 and sha256) of a file, read in one pass."""
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            md5.update(chunk)
+            sha256.update(chunk)
+    return Digest(md5.hexdigest(), sha256.hexdigest())
+
+
+def verify_file(path, name, filename=None):
+    """Check that ``path`` is a known-good copy of ``filename`` of data set ``name``.
+
+    ``filename`` defaults to the name of ``path``.  Raises :class:`DataError`
+    on a checksum mismatch, naming the file and, when it recognises it, which
+    file it actually is.
+    """
+    path = Path(path)
+    filename = filename or path.name
+    digest = file_digest(path)
+    if digest in KNOWN_FILES[name][filename]:
+        return
+    actually = [f"{other}/{f}" for other, files in KNOWN_FILES.items() for f, ds in files.items() if digest in ds]
+    hint = f" (it is {actually[0]})" if actually else ""
+    raise DataError(
+        f"checksum mismatch for {path}: md5 {digest.md5} is not that of {name}'s {filename}{hint}. "
+        f"The file is corrupt or from another data set: delete it and download or copy it again."
+    )
+
+
+def read_idx(path):
+    """Decode one gzip-compressed IDX file with :func:`mnist.parse_idx`.
+
+    Raises :class:`DataError` naming the file when it is missing, not gzip,
+    truncated or not valid IDX.
+    """
+    path = Path(path)
+    fix = "delete it and download or copy it again"
+    try:
+        with gzip.open(path, "rb") as fd:
+            return mnist.parse_idx(fd)
+    except FileNotFoundError:
+        raise DataError(f"missing file {path}; copy it there or point --data-dir / NANOKD_DATA elsewhere") from None
+    except EOFError as e:
+        raise DataError(f"{path} is truncated ({e}): {fix}") from None
+    except (gzip.BadGzipFile, zlib.error) as e:
+        raise DataError(f"{path} is not a valid gzip file ({e}): {fix}") from None
+    except mnist.IdxDecodeError as e:
+        raise DataError(f"{path} is not a valid IDX file, wrong magic number or size ({e}): {fix}") from None
+
+
+def _check_images(x, path):
+    if x.ndim != 3 or x.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or x.dtype != np.uint8:
+        raise DataError(
+            f"{path} should hold (N, 28, 28) uint8 images, but holds {x.shape} {x.dtype} "
+            f"(wrong magic number: is it a label file?)"
+        )
+
+
+def _check_labels(y, path):
+    if y.ndim != 1 or y.dtype != np.uint8:
+        raise DataError(
+            f"{path} should hold (N,) uint8 labels, but holds {y.shape} {y.dtype} "
+            f"(wrong magic number: is it an image file?)"
+        )
+    if y.size and y.max() >= NUM_CLASSES:
+        raise DataError(f"{path} has label {y.max()}, out of the range 0-{NUM_CLASSES - 1}: the file is corrupt")
+
+
+def load(name="mnist", data_dir=None, *, download=True, verify=True):
+    """Load a data set as host NumPy arrays.
+
+    Parameters
+    ----------
+    name : {"mnist", "fashion-mnist"}
+    data_dir : str or Path, optional
+        Where the files are; see :func:`find_or_download` for the search order.
+    download : bool
+        Download missing files into the cache folder if not found.
+    verify : bool
+        Check each file's checksum against :data:`KNOWN_FILES` and the split
+        sizes (60000 / 10000).  Pass ``False`` for home-made test files.
+
+    Returns
+    -------
+    Dataset
+        ``x_train (N, 28, 28) uint8``, ``y_train (N,) int64``, ``x_test``, ``y_test``.
+    """
+    folder = find_or_download(name, data_dir, download=download)
+    arrays = {}
+    for filename in FILES:
+        path = folder / filename
+        if verify and path.is_file():
+            verify_file(path, name)
+        arrays[filename] = read_idx(path)
+    for images, labels in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):
+        x, y = arrays[images], arrays[labels]
+        _check_images(x, folder / images)
+        _check_labels(y, folder / labels)
+        if len(x) != len(y):
+            raise DataError(f"{folder / images} has {len(x)} images but {folder / labels} has {len(y)} labels")
+        if verify and len(x) != EXPECTED_COUNT[images]:
+            raise DataError(f"{folder / images} has {len(x)} images, expected {EXPECTED_COUNT[images]}")
+    return Dataset(
+        arrays[TRAIN_IMAGES],
+        arrays[TRAIN_LABELS].astype(np.int64),
+        arrays[TEST_IMAGES],
+        arrays[TEST_LABELS].astype(np.int64),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Preparing the inputs
+# ---------------------------------------------------------------------------
+
+
+def to_float(x, xp=np):
+    """Pixels ``(N, 28, 28) uint8`` -> network inputs ``(N, 784) float32`` in [0, 1] on ``xp``'s device.
+
+    The uint8 array is moved first (4x fewer bytes), then converted there.
+    """
+    x = xp.asarray(x)
+    out = x.reshape(len(x), -1).astype(xp.float32)
+    out /= 255
+    return out
+
+
+def split_validation(x, y, n_val=10000):
+    """Hold out the last ``n_val`` training examples for validation.
+
+    Returns ``(x_train, y_train, x_val, y_val)``, views of the inputs;
+    ``n_val=0`` gives empty validation arrays.  Raises ValueError unless
+    ``0 <= n_val < len(x)``.
+    """
+    n = len(x)
+    if len(y) != n:
+        raise ValueError(f"x has {n} examples but y has {len(y)}")
+    if not 0 <= n_val < n:
+        raise ValueError(f"n_val must be in [0, {n}), got {n_val}")
+    k = n - n_val
+    return x[:k], y[:k], x[k:], y[k:]
+
+
+def jitter(x, rng, max_shift=2, out=None):
+    """Translate each image by a random whole number of pixels, filling with zeros.
+
+    The paper's augmentation: MNIST "jittered by up to two pixels in any
+    direction".  Each example gets its own shift ``(dy, dx)``, each drawn
+    uniformly from ``-max_shift .. max_shift``, fresh on every call (so every
+    epoch sees new shifts).  Vectorised: one loop over the ``(2s+1)**2``
+    possible shifts, each moving all images that drew it at once (on NumPy
+    this is about twice as fast as one gather from a zero-padded copy).
+
+    Parameters
+    ----------
+    x : (N, 784) float32 array, NumPy or CuPy
+    rng : generator from :func:`nanokd.backend.default_rng`, on ``x``'s device
+    max_shift : int
+        ``0`` returns ``x`` itself (not a copy), and draws nothing.
+    out : (N, 784) array, optional
+        Where to write the result (C-contiguous, same dtype as ``x``; not ``x``
+        itself).  Saves allocating 188 MB per epoch on the full training set.
+
+    Returns
+    -------
+    (N, 784) array, same dtype and device as ``x``.
+    """
+    xp = get_array_module(x)
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    if max_shift == 0:
+        return x
+    if out is x:
+        raise ValueError("jitter cannot work in place: out must not be x")
+    if out is not None and (out.shape != x.shape or out.dtype != x.dtype or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a C-contiguous {x.shape} {x.dtype} array")
+    n, s, side = len(x), max_shift, IMAGE_SIZE
+    width = 2 * s + 1
+    # One uniform integer in 0 .. width-1 per example and axis.  Drawn with
+    # rng.random, which NumPy's and CuPy's generators both have; the minimum
+    # guards against u * width rounding up to width.
+    k = xp.minimum(xp.floor(rng.random((2, n)) * width).astype(xp.int64), width - 1)
+    code = k[0] * width + k[1]  # which of the width**2 shifts each example drew
+
+    src = x.reshape(n, side, side)
+    out = xp.zeros_like(x) if out is None else out
+    dst = out.reshape(n, side, side)
+    dst[...] = 0
+    for dy in range(-s, s + 1):
+        for dx in range(-s, s + 1):
+            idx = xp.flatnonzero(code == (dy + s) * width + (dx + s))
+            if idx.size == 0:
+                continue
+            # Pixel (r, c) moves to (r + dy, c + dx); what falls off is dropped.
+            dst[idx, max(dy, 0) : side + min(dy, 0), max(dx, 0) : side + min(dx, 0)] = src[
+                idx, max(-dy, 0) : side - max(dy, 0), max(-dx, 0) : side - max(dx, 0)
+            ]
+    return out

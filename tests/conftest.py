@@ -1,0 +1,54 @@
+"""Shared pytest fixtures."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir():
+    """The folder with the real MNIST files, or skip the test.
+
+    Taken from ``NANOKD_DATA`` (the folder itself or its ``mnist/`` subfolder),
+    else ``shared/data/mnist`` beside the repository root.  Session-scoped, so
+    it reads ``NANOKD_DATA`` before any test's monkeypatch changes it.
+    """
+    env = os.environ.get("NANOKD_DATA")
+    folder = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    if (folder / "mnist").is_dir():
+        folder = folder / "mnist"
+    missing = [f for f in MNIST_FILES if not (folder / f).is_file()]
+    if missing:
+        pytest.skip(f"real MNIST not found: {folder} lacks {', '.join(missing)} (set NANOKD_DATA)")
+    return folder
+
+
+def _backend_params():
+    """NumPy always; CuPy when it and a GPU are present, else a skip that says why."""
+    from nanokd.backend import cuda_available
+
+    return [
+        pytest.param("numpy", id="numpy"),
+        pytest.param("cupy", id="cupy", marks=pytest.mark.skipif(
+            not cuda_available(), reason="CuPy with a CUDA GPU is not available here")),
+    ]
+
+
+@pytest.fixture(scope="session", params=_backend_params())
+def xp(request):
+    """The array module to run a test on: every backend test runs on NumPy and on CuPy."""
+    if request.param == "cupy":
+        import cupy
+
+        return cupy
+    import numpy
+
+    return numpy
