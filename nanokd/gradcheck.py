@@ -26,7 +26,9 @@ Two ways to compare:
 
 Errors are relative to the scale of the analytic gradient (its largest
 magnitude, or its 2-norm for directions), so entries that are nearly 0 do not
-turn rounding noise into a huge "relative" error.
+turn rounding noise into a huge "relative" error.  An input whose whole
+gradient is 0 (behind a dead ReLU, say) is measured against a thousandth of
+the largest gradient of all the inputs.
 """
 
 from typing import NamedTuple
@@ -104,9 +106,11 @@ def gradcheck(f, inputs, grads, *, eps=1e-3, order=4, full=True, directions=3, m
         move(0.0)  # restores the inputs exactly
         return total / denom
 
+    overall = max((float(np.abs(g).max()) for g in grads if g.size), default=0.0)
     if full:
         for k, (x, g) in enumerate(zip(inputs, grads)):
-            scale = max(float(np.abs(g).max()) if g.size else 0.0, 1e-300)
+            # an input whose gradient is 0 (a dead ReLU) is measured on the scale of the others
+            scale = max(float(np.abs(g).max()) if g.size else 0.0, 1e-3 * overall, 1e-300)
             flat_idx = np.arange(x.size)
             if max_elements is not None and x.size > max_elements:
                 flat_idx = rng.choice(x.size, size=max_elements, replace=False)

@@ -1,0 +1,216 @@
+"""The MLP's hand-written backward against finite differences, max-norm, dropout, files."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nanokd as nk
+
+
+def host(a):
+    return nk.to_numpy(a)
+
+
+def clear_kinks(model, x, margin):
+    """Shift hidden biases until no pre-activation lies within ``margin`` of the ReLU kink at 0.
+
+    The dropout masks of the last training forward are kept, so the function that the
+    finite differences see is smooth (piecewise linear pieces never switch).
+    """
+    for linear in model.linears[:-1]:
+        for _ in range(100):
+            model.forward(x, train=True, keep_masks=True)
+            a = linear.x @ linear.W + linear.b
+            close = (abs(a) < margin).any(axis=0)
+            if not bool(close.any()):
+                break
+            linear.b[close] += 3 * margin
+        else:
+            raise AssertionError("could not move the pre-activations off the kink")
+
+
+def loss_and_grads(model, x, y, v, T, alpha, margin):
+    """A distillation loss through the model, with fixed dropout masks, and its analytic gradients."""
+    model.forward(x, train=True)  # draws the masks, kept from here on
+    clear_kinks(model, x, margin)
+    z = model.forward(x, train=True, keep_masks=True)
+    grads = [g.copy() for g in model.backward(nk.distillation_loss_grad(z, v, y, T, alpha))]
+
+    def f():
+        return nk.distillation_loss(model.forward(x, train=True, keep_masks=True), v, y, T, alpha)
+
+    return f, grads
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n_in=st.integers(1, 20), h1=st.integers(1, 16), h2=st.integers(1, 16),
+       C=st.integers(2, 10), N=st.integers(1, 8), p_in=st.sampled_from([0.0, 0.2]), p_hid=st.sampled_from([0.0, 0.5]),
+       T=st.floats(0.5, 20.0), alpha=st.floats(0.0, 1.0))
+def test_mlp_backward_equals_finite_differences(xp, seed, n_in, h1, h2, C, N, p_in, p_hid, T, alpha):
+    rng = np.random.default_rng(seed)
+    model = nk.MLP([n_in, h1, h2, C], dropout_input=p_in, dropout_hidden=p_hid, seed=seed % 1000,
+                   dtype="float64", device="cpu" if xp is np else "cuda")
+    x = xp.asarray(rng.uniform(-1, 1, size=(N, n_in)))
+    v = xp.asarray(rng.normal(size=(N, C)) * 3)
+    y = xp.asarray(rng.integers(0, C, size=N))
+    # the check steps the weights by up to 2 eps = 2e-4 in all: keep every ReLU 0.02 from its kink
+    f, grads = loss_and_grads(model, x, y, v, T, alpha, margin=0.02)
+    result = nk.gradcheck(f, model.params, grads, eps=1e-4, max_elements=6, directions=2, seed=seed)
+    assert result.max_rel_error < 1e-7, result
+
+
+def test_784_30_30_10_backward_full_check():
+    """The acceptance check: every parameter of a 784-30-30-10 MLP with dropout, checked elementwise."""
+    rng = np.random.default_rng(0)
+    model = nk.MLP([784, 30, 30, 10], dropout_input=0.2, dropout_hidden=0.5, seed=0, dtype="float64")
+    x = rng.uniform(0, 1, size=(3, 784)) * (rng.uniform(size=(3, 784)) < 0.2)  # sparse, like MNIST
+    v, y = rng.normal(size=(3, 10)) * 3, rng.integers(0, 10, size=3)
+    f, grads = loss_and_grads(model, x, y, v, T=20.0, alpha=0.7, margin=0.02)
+    result = nk.gradcheck(f, model.params, grads, eps=1e-4, max_elements=400, directions=3)
+    assert result.max_rel_error < 1e-7, result
+
+
+def test_fused_backward_equals_layer_by_layer(xp):
+    """MLP.backward equals the chain rule applied by hand, one formula per layer."""
+    rng = np.random.default_rng(1)
+    model = nk.MLP([6, 5, 4, 3], dropout_input=0.2, dropout_hidden=0.5, seed=3, dtype="float64",
+                   device="cpu" if xp is np else "cuda")
+    x = xp.asarray(rng.uniform(-1, 1, size=(7, 6)))
+    z = model.forward(x, train=True)
+    dz = xp.asarray(rng.normal(size=z.shape))
+    grads = [host(g).copy() for g in model.backward(dz.copy())]
+
+    # the same forward, by hand
+    (W1, b1, W2, b2, W3, b3) = [host(p) for p in model.params]
+    drops = [layer for layer in model.layers if isinstance(layer, nk.Dropout)]
+    m0, m1, m2 = (host(d.mask) for d in drops)
+    h0 = host(x) * m0
+    a1 = h0 @ W1 + b1
+    h1 = np.maximum(a1, 0) * m1
+    a2 = h1 @ W2 + b2
+    h2 = np.maximum(a2, 0) * m2
+    np.testing.assert_allclose(host(z), h2 @ W3 + b3, rtol=1e-13)
+    # and backward, by hand
+    d = host(dz)
+    dW3, db3 = h2.T @ d, d.sum(0)
+    d = (d @ W3.T) * m2 * (a2 > 0)
+    dW2, db2 = h1.T @ d, d.sum(0)
+    d = (d @ W2.T) * m1 * (a1 > 0)
+    dW1, db1 = h0.T @ d, d.sum(0)
+    for mine, ref in zip(grads, [dW1, db1, dW2, db2, dW3, db3]):
+        np.testing.assert_allclose(mine, ref, rtol=1e-12, atol=1e-14)
+
+
+def test_dropout_masks_and_scaling():
+    model = nk.MLP([1000, 2000, 10], dropout_input=0.2, dropout_hidden=0.5, seed=0)
+    x = np.ones((4, 1000), dtype=np.float32)
+    x_before = x.copy()
+    model.forward(x, train=True)
+    assert np.array_equal(x, x_before)  # the input is never modified
+    m_in, m_hid = (layer.mask for layer in model.layers if isinstance(layer, nk.Dropout))
+    # inverted dropout: kept units are scaled by 1/(1 - p), the rest are 0
+    assert set(np.unique(m_in)) == {0.0, np.float32(1 / 0.8)}
+    assert set(np.unique(m_hid)) == {0.0, np.float32(2.0)}
+    assert abs((m_in == 0).mean() - 0.2) < 0.01 and abs((m_hid == 0).mean() - 0.5) < 0.01
+    # no dropout at test time: deterministic
+    np.testing.assert_array_equal(model.forward(x), model.forward(x))
+
+
+def test_same_seed_same_model_and_masks():
+    a = nk.MLP([20, 8, 3], dropout_hidden=0.5, seed=7)
+    b = nk.MLP([20, 8, 3], dropout_hidden=0.5, seed=7)
+    c = nk.MLP([20, 8, 3], dropout_hidden=0.5, seed=8)
+    x = np.random.default_rng(0).random((5, 20), dtype=np.float32)
+    for p, q in zip(a.params, b.params):
+        np.testing.assert_array_equal(p, q)
+    np.testing.assert_array_equal(a.forward(x, train=True), b.forward(x, train=True))
+    assert not np.array_equal(a.params[0], c.params[0])
+
+
+def test_forward_returns_a_fresh_array():
+    model = nk.MLP([4, 3, 2], seed=0)
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.random((5, 4), dtype=np.float32), rng.random((5, 4), dtype=np.float32)
+    z1 = model.forward(x1)
+    z1_copy = z1.copy()
+    model.forward(x2)
+    np.testing.assert_array_equal(z1, z1_copy)
+
+
+@given(c=st.floats(0.1, 5.0), scale=st.floats(0.1, 10.0), seed=st.integers(0, 1000))
+@settings(max_examples=30, deadline=None)
+def test_max_norm_projects_columns(xp, c, scale, seed):
+    rng = np.random.default_rng(seed)
+    W0 = rng.normal(size=(30, 12)) * scale
+    W = xp.asarray(W0)
+    nk.max_norm_(W, c)
+    norms0, norms = np.linalg.norm(W0, axis=0), np.linalg.norm(host(W), axis=0)
+    assert (norms <= c * (1 + 1e-12)).all()
+    # columns inside the ball are untouched; the others are scaled onto its surface, direction kept
+    inside = norms0 <= c
+    np.testing.assert_array_equal(host(W)[:, inside], W0[:, inside])
+    np.testing.assert_allclose(norms[~inside], c, rtol=1e-12)
+    np.testing.assert_allclose(host(W)[:, ~inside] * (norms0[~inside] / c), W0[:, ~inside], rtol=1e-12)
+
+
+def test_model_max_norm_applies_to_hidden_units_only():
+    model = nk.MLP([50, 40, 30, 10], max_norm=0.5, seed=0)
+    for p in model.params[::2]:
+        p *= 10
+    model.apply_max_norm()
+    W1, W2, W3 = model.params[0], model.params[2], model.params[4]
+    assert (np.linalg.norm(W1, axis=0) <= 0.5 * (1 + 1e-6)).all()
+    assert (np.linalg.norm(W2, axis=0) <= 0.5 * (1 + 1e-6)).all()
+    assert (np.linalg.norm(W3, axis=0) > 0.5).all()  # the output layer is not constrained
+
+
+def test_float32_forward_matches_float64():
+    m32 = nk.MLP([784, 64, 64, 10], seed=0, dtype="float32")
+    m64 = nk.MLP([784, 64, 64, 10], seed=0, dtype="float64")
+    x = np.random.default_rng(0).random((16, 784))
+    z32, z64 = m32.forward(x.astype(np.float32)), m64.forward(x)
+    assert z32.dtype == np.float32
+    np.testing.assert_allclose(z32, z64, rtol=0, atol=1e-4 * np.abs(z64).max())
+
+
+def test_save_load_roundtrip(tmp_path):
+    model = nk.MLP([12, 7, 3], dropout_input=0.1, dropout_hidden=0.3, max_norm=2.0, seed=5)
+    path = tmp_path / "sub" / "m.npz"
+    model.save(path)
+    assert [p.name for p in path.parent.iterdir()] == ["m.npz"]  # no temp file left behind
+    loaded = nk.MLP.load(path)
+    assert loaded.config == model.config
+    for p, q in zip(model.params, loaded.params):
+        np.testing.assert_array_equal(p, q)
+    x = np.random.default_rng(0).random((3, 12), dtype=np.float32)
+    np.testing.assert_array_equal(model.forward(x), loaded.forward(x))
+
+
+def test_load_rejects_a_foreign_file(tmp_path):
+    path = tmp_path / "other.npz"
+    np.savez(path, a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a nanokd model"):
+        nk.MLP.load(path)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="sizes"):
+        nk.MLP([784])
+    with pytest.raises(ValueError, match="dtype"):
+        nk.MLP([4, 2], dtype="float16")
+    with pytest.raises(ValueError, match="dropout probability"):
+        nk.MLP([4, 3, 2], dropout_hidden=1.0)
+    with pytest.raises(ValueError, match="max_norm"):
+        nk.MLP([4, 2], max_norm=0)
+    with pytest.raises(ValueError, match="device"):
+        nk.MLP([4, 2], device="tpu")
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 4\)"):
+        nk.MLP([4, 2]).forward(np.zeros((3, 5), dtype=np.float32))
+
+
+@pytest.mark.skipif(nk.cuda_available(), reason="checks the error raised where CuPy or a GPU is missing")
+def test_cuda_without_cupy_raises_a_clear_error():
+    with pytest.raises(RuntimeError, match="CuPy"):
+        nk.MLP([4, 2], device="cuda")
+    assert nk.MLP([4, 2], device="auto").device == "cpu"

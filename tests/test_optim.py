@@ -1,0 +1,96 @@
+"""Optimizers against their update formulas written out in plain NumPy, and the schedules."""
+
+import numpy as np
+import pytest
+
+import nanokd as nk
+
+
+def draws(seed, shapes=((5, 3), (3,))):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=s) for s in shapes]
+
+
+@pytest.mark.parametrize("momentum,nesterov,weight_decay", [(0.0, False, 0.0), (0.9, False, 0.0),
+                                                            (0.9, True, 0.0), (0.5, False, 1e-2), (0.95, True, 1e-3)])
+def test_sgd_matches_its_formula(xp, momentum, nesterov, weight_decay):
+    params = [xp.asarray(p) for p in draws(0)]
+    ref = [p.copy() for p in draws(0)]
+    opt = nk.SGD(params, lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    u = [np.zeros_like(p) for p in ref]
+    for step in range(5):
+        grads = draws(100 + step)
+        if step == 3:
+            opt.lr, opt.momentum = 0.05, momentum / 2  # schedules change these between steps
+        lr, mu = opt.lr, opt.momentum
+        opt.step([xp.asarray(g.copy()) for g in grads])  # the optimizer uses its gradients as scratch
+        for w, g, ui in zip(ref, grads, u):
+            g = g + weight_decay * w
+            ui *= mu
+            ui += g
+            w -= lr * (g + mu * ui if nesterov else ui)
+    for p, w in zip(params, ref):
+        np.testing.assert_allclose(nk.to_numpy(p), w, rtol=1e-14)
+
+
+def test_adam_matches_its_formula(xp):
+    params = [xp.asarray(p) for p in draws(1)]
+    ref = [p.copy() for p in draws(1)]
+    opt = nk.Adam(params, lr=0.01, betas=(0.8, 0.99), eps=1e-6)
+    m = [np.zeros_like(p) for p in ref]
+    s = [np.zeros_like(p) for p in ref]
+    for t in range(1, 6):
+        grads = draws(200 + t)
+        opt.step([xp.asarray(g.copy()) for g in grads])  # the optimizer uses its gradients as scratch
+        for w, g, mi, si in zip(ref, grads, m, s):
+            mi[...] = 0.8 * mi + 0.2 * g
+            si[...] = 0.99 * si + 0.01 * g * g
+            w -= 0.01 * (mi / (1 - 0.8 ** t)) / (np.sqrt(si / (1 - 0.99 ** t)) + 1e-6)
+    for p, w in zip(params, ref):
+        np.testing.assert_allclose(nk.to_numpy(p), w, rtol=1e-12)
+
+
+@pytest.mark.parametrize("make", [lambda p: nk.SGD(p, lr=0.1, momentum=0.9),
+                                  lambda p: nk.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+                                  lambda p: nk.Adam(p, lr=0.1)])
+def test_optimizers_minimise_a_quadratic(make):
+    """f(w) = 1/2 ||A w - b||^2 has gradient A^T (A w - b); every optimizer must find its minimum."""
+    rng = np.random.default_rng(0)
+    A, b = rng.normal(size=(8, 4)) / 3, rng.normal(size=8)
+    w = np.zeros(4)
+    opt = make([w])
+    for _ in range(3000):
+        opt.step([A.T @ (A @ w - b)])
+    np.testing.assert_allclose(w, np.linalg.lstsq(A, b, rcond=None)[0], atol=1e-6)
+
+
+def test_optimizer_state_roundtrip():
+    params = [p for p in draws(2)]
+    opt = nk.SGD(params, lr=0.1, momentum=0.9)
+    opt.step(draws(3))
+    other = nk.SGD([p.copy() for p in params], lr=0.1, momentum=0.9)
+    other.load_state(opt.state())
+    for a, b in zip(opt.velocity, other.velocity):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_schedules():
+    assert nk.exponential_decay(1.0, 0.5, 0) == 1.0
+    assert nk.exponential_decay(2.0, 0.9, 3) == pytest.approx(2.0 * 0.729)
+    assert nk.linear_ramp(0.5, 0.99, 10, 0) == 0.5
+    assert nk.linear_ramp(0.5, 0.99, 10, 5) == pytest.approx(0.745)
+    assert nk.linear_ramp(0.5, 0.99, 10, 10) == 0.99
+    assert nk.linear_ramp(0.5, 0.99, 10, 500) == 0.99
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="lr"):
+        nk.SGD([np.zeros(2)], lr=0)
+    with pytest.raises(ValueError, match="momentum"):
+        nk.SGD([np.zeros(2)], lr=0.1, momentum=1.0)
+    with pytest.raises(ValueError, match="nesterov"):
+        nk.SGD([np.zeros(2)], lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="expected 1 gradients"):
+        nk.SGD([np.zeros(2)], lr=0.1).step([np.zeros(2), np.zeros(2)])
+    with pytest.raises(ValueError, match="betas"):
+        nk.Adam([np.zeros(2)], betas=(1.0, 0.9))
