@@ -46,11 +46,14 @@ class GradcheckResult(NamedTuple):
     n_evaluations: int      # how many times f was called
 
     def ok(self, tol=1e-7):
-        return self.max_rel_error <= tol
+        return bool(self.max_rel_error <= tol)
 
 
-def gradcheck(f, inputs, grads, *, eps=1e-3, order=4, full=True, directions=3, max_elements=None, seed=0):
+def gradcheck(f, inputs, grads, *, eps=1e-3, order=4, full=True, directions=3, max_elements=None, seed=0,
+              floor=1e-12):
     """Compare analytic gradients with central finite differences.
+
+    See docs/gradients.md, section 7.
 
     Parameters
     ----------
@@ -73,6 +76,10 @@ def gradcheck(f, inputs, grads, *, eps=1e-3, order=4, full=True, directions=3, m
         Check at most this many randomly chosen elements per input.
     seed : int
         Seeds the choice of elements and directions.
+    floor : float
+        Smallest gradient scale: where every analytic entry is below it (a
+        saturated softmax, say), errors are absolute rather than relative, since
+        a finite difference cannot resolve a gradient below its rounding noise.
 
     Returns
     -------
@@ -110,7 +117,7 @@ def gradcheck(f, inputs, grads, *, eps=1e-3, order=4, full=True, directions=3, m
     if full:
         for k, (x, g) in enumerate(zip(inputs, grads)):
             # an input whose gradient is 0 (a dead ReLU) is measured on the scale of the others
-            scale = max(float(np.abs(g).max()) if g.size else 0.0, 1e-3 * overall, 1e-300)
+            scale = max(float(np.abs(g).max()) if g.size else 0.0, 1e-3 * overall, floor)
             flat_idx = np.arange(x.size)
             if max_elements is not None and x.size > max_elements:
                 flat_idx = rng.choice(x.size, size=max_elements, replace=False)
@@ -142,9 +149,9 @@ def gradcheck(f, inputs, grads, *, eps=1e-3, order=4, full=True, directions=3, m
         num = central(move)
         evals += order
         ana = sum(float((g * d).sum()) for g, d in zip(grads, ds))
-        scale = max(np.sqrt(sum(float((g * g).sum()) for g in grads)), 1e-300)
+        scale = max(np.sqrt(sum(float((g * g).sum()) for g in grads)), floor)
         err = abs(num - ana) / scale
         if err > worst[0]:
             worst = (err, f"direction {d_i}", num, ana)
 
-    return GradcheckResult(worst[0], worst[1], worst[2], worst[3], evals)
+    return GradcheckResult(float(worst[0]), worst[1], float(worst[2]), float(worst[3]), evals)

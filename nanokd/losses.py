@@ -89,6 +89,8 @@ def _check_alpha(alpha):
 def log_softmax(z, T=1.0, *, check=True):
     r"""Row-wise log of the tempered softmax, computed in log space.
 
+    See docs/gradients.md, sections 1 and 3.
+
     .. math::  \log q_i = z_i/T - \log \sum_j \exp(z_j/T)
 
     Notes
@@ -124,6 +126,8 @@ def log_softmax(z, T=1.0, *, check=True):
 def softmax(z, T=1.0, *, check=True):
     r"""Row-wise tempered softmax  q_i = exp(z_i/T) / sum_j exp(z_j/T).
 
+    See docs/gradients.md, sections 1 and 3.
+
     Notes
     -----
     Computed as exp(log_softmax(z, T)), so it inherits the max-subtraction
@@ -150,6 +154,8 @@ def _onehot(y, like):
 def cross_entropy(z, y, *, check=True):
     r"""Mean cross-entropy of the hard labels:  -(1/N) sum_n log softmax(z_n)[y_n].
 
+    See docs/gradients.md, section 2.
+
     See :func:`cross_entropy_grad` for its gradient.
     """
     if check:
@@ -162,6 +168,8 @@ def cross_entropy(z, y, *, check=True):
 
 def cross_entropy_grad(z, y, *, check=True):
     r"""Gradient of :func:`cross_entropy`:  (softmax(z) - onehot(y)) / N.
+
+    See docs/gradients.md, section 2.
 
     Notes
     -----
@@ -191,6 +199,8 @@ def cross_entropy_grad(z, y, *, check=True):
 
 def kd_loss(z, v, T, *, check=True):
     r"""The soft-target loss  T^2 * (1/N) sum_n KL(p_n || q_n).
+
+    See docs/gradients.md, sections 3 and 4.
 
     With p = softmax(v/T) and q = softmax(z/T):
 
@@ -229,6 +239,8 @@ def kd_loss(z, v, T, *, check=True):
 def kd_loss_grad(z, v, T, *, check=True):
     r"""Gradient of :func:`kd_loss` with respect to z:  T (q - p) / N.
 
+    See docs/gradients.md, sections 3 and 4.
+
     Notes
     -----
     KL(p || q) = sum_i p_i log p_i - sum_i p_i log q_i.  Only the second term
@@ -252,6 +264,8 @@ def kd_loss_grad(z, v, T, *, check=True):
 def distillation_loss(z, v, y, T, alpha, *, check=True):
     r"""The distillation objective  alpha * kd_loss + (1 - alpha) * cross_entropy.
 
+    See docs/gradients.md, section 4.
+
     **alpha weights the soft (teacher) term.**  alpha = 1 is pure distillation
     from soft targets; alpha = 0 is ordinary training on the hard labels.  The
     paper found it best to put "a considerably lower weight on the second
@@ -273,6 +287,8 @@ def distillation_loss(z, v, y, T, alpha, *, check=True):
 
 def distillation_loss_grad(z, v, y, T, alpha, *, check=True):
     r"""Gradient of :func:`distillation_loss`:  alpha T (q - p)/N + (1 - alpha)(softmax(z) - onehot(y))/N.
+
+    See docs/gradients.md, section 4.
 
     Notes
     -----
@@ -301,6 +317,8 @@ def distillation_loss_grad(z, v, y, T, alpha, *, check=True):
 def logit_matching_loss(z, v, *, check=True):
     r"""Caruana's logit matching:  (1/N) sum_n 1/2 ||z_n - v_n||^2.
 
+    See docs/gradients.md, section 5.
+
     Notes
     -----
     This is the paper's high-temperature limit of distillation (its eqs. 3-4):
@@ -321,6 +339,8 @@ def logit_matching_loss(z, v, *, check=True):
 
 def logit_matching_loss_grad(z, v, *, check=True):
     r"""Gradient of :func:`logit_matching_loss`:  (z - v) / N.
+
+    See docs/gradients.md, section 5.
 
     Notes
     -----

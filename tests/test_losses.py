@@ -5,6 +5,8 @@ hypothesis-drawn batch sizes, class counts, temperatures, logit scales and
 alphas.  Every test runs on NumPy, and on CuPy when CuPy and a GPU are present.
 """
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,7 +14,12 @@ from hypothesis import strategies as st
 
 import nanokd as nk
 
-SETTINGS = settings(max_examples=60, deadline=None)
+
+def examples(n):
+    """n hypothesis examples, times NANOKD_EXAMPLES_SCALE (e.g. 20 for a long hunt for counterexamples)."""
+    return int(n * float(os.environ.get("NANOKD_EXAMPLES_SCALE", "1")))
+
+SETTINGS = settings(max_examples=examples(60), deadline=None)
 
 
 def draw_case(xp, seed, N, C, scale, dtype="float64"):
@@ -82,7 +89,7 @@ def test_gradient_equals_finite_differences(xp, name, seed, N, C, scale, T, alph
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(**{**cases, "scale": st.floats(5.0, 30.0)})
 def test_gradient_equals_finite_differences_saturated(xp, name, seed, N, C, scale, T, alpha):
     """Large logits saturate the softmax: gradient entries fall to ~exp(-scale / T) while the
@@ -197,7 +204,7 @@ def test_cross_entropy_known_value(xp):
 # ----------------------------------------------------------------------------
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), N=st.integers(1, 64), C=st.integers(2, 100), scale=st.floats(0.1, 5.0))
 def test_high_temperature_limit_is_logit_matching(xp, seed, N, C, scale):
     """For zero-mean logits, T (q - p)/N -> (z - v)/(N C) = logit_matching_loss_grad / C, with error ~ 1/T."""
@@ -214,9 +221,10 @@ def test_high_temperature_limit_is_logit_matching(xp, seed, N, C, scale):
     # term is proportional to z_i^2 - mean_j z_j^2 (and likewise for v), which is 0 for
     # every zero-mean row when C = 2: there the error falls even faster, like 1/T^2.
     for coarse, fine in zip(errors, errors[1:]):
-        assert fine / coarse < 0.13
         if C > 2:
-            assert fine / coarse > 0.07
+            assert 0.07 < fine / coarse < 0.13
+        else:  # ~1/T^2 down to float64's rounding floor
+            assert fine < max(0.02 * coarse, 1e-9)
 
 
 # ----------------------------------------------------------------------------
@@ -224,7 +232,7 @@ def test_high_temperature_limit_is_logit_matching(xp, seed, N, C, scale):
 # ----------------------------------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), N=st.integers(1, 32), C=st.integers(2, 100),
        scale=st.floats(1.0, 1e4), T=st.floats(0.05, 1000.0), alpha=st.floats(0.0, 1.0))
 def test_float32_stable_at_extremes(xp, seed, N, C, scale, T, alpha):
@@ -237,14 +245,15 @@ def test_float32_stable_at_extremes(xp, seed, N, C, scale, T, alpha):
 
     ls32, ls64 = host(nk.log_softmax(z32, T)), host(nk.log_softmax(z64, T))
     assert ls32.dtype == np.float32 and np.isfinite(ls32).all()
-    # float32 can only hold z/T to ~6e-8 relative: compare on that scale
+    # float32 holds z/T and log q, both up to ~2 s + log C in size, to ~6e-8 relative
     s = max(1.0, float(np.abs(host(z64)).max()) / T)
-    np.testing.assert_allclose(ls32, ls64, rtol=0, atol=4e-7 * s)
+    tol = 3e-7 * (2 * s + np.log(C))
+    np.testing.assert_allclose(ls32, ls64, rtol=0, atol=tol)
 
     g32 = host(nk.distillation_loss_grad(z32, v32, y, T, alpha))
     g64 = host(nk.distillation_loss_grad(z64, v64, y, T, alpha))
     assert g32.dtype == np.float32 and np.isfinite(g32).all()
-    np.testing.assert_allclose(g32, g64, rtol=0, atol=4e-7 * s * max(T, 1.0) / N + 1e-30)
+    np.testing.assert_allclose(g32, g64, rtol=0, atol=tol * max(T, 1.0) / N)
 
     for f in (nk.kd_loss(z32, v32, T), nk.cross_entropy(z32, y), nk.distillation_loss(z32, v32, y, T, alpha)):
         assert np.isfinite(float(f))

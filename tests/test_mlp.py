@@ -1,11 +1,18 @@
 """The MLP's hand-written backward against finite differences, max-norm, dropout, files."""
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nanokd as nk
+
+
+def examples(n):
+    """n hypothesis examples, times NANOKD_EXAMPLES_SCALE (e.g. 20 for a long hunt for counterexamples)."""
+    return int(n * float(os.environ.get("NANOKD_EXAMPLES_SCALE", "1")))
 
 
 def host(a):
@@ -43,7 +50,7 @@ def loss_and_grads(model, x, y, v, T, alpha, margin):
     return f, grads
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), n_in=st.integers(1, 20), h1=st.integers(1, 16), h2=st.integers(1, 16),
        C=st.integers(2, 10), N=st.integers(1, 8), p_in=st.sampled_from([0.0, 0.2]), p_hid=st.sampled_from([0.0, 0.5]),
        T=st.floats(0.5, 20.0), alpha=st.floats(0.0, 1.0))
@@ -139,7 +146,7 @@ def test_forward_returns_a_fresh_array():
 
 
 @given(c=st.floats(0.1, 5.0), scale=st.floats(0.1, 10.0), seed=st.integers(0, 1000))
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 def test_max_norm_projects_columns(xp, c, scale, seed):
     rng = np.random.default_rng(seed)
     W0 = rng.normal(size=(30, 12)) * scale
