@@ -64,7 +64,11 @@ def test_mlp_backward_equals_finite_differences(xp, seed, n_in, h1, h2, C, N, p_
     # the check steps the weights by up to 2 eps = 2e-4 in all: keep every ReLU 0.02 from its kink
     f, grads = loss_and_grads(model, x, y, v, T, alpha, margin=0.02)
     result = nk.gradcheck(f, model.params, grads, eps=1e-4, max_elements=6, directions=2, seed=seed)
-    assert result.max_rel_error < 1e-7, result
+    if all(float(abs(g).max()) == 0 for g in grads):
+        # dropout or ReLU silenced every path: the finite differences see only rounding noise
+        assert abs(result.numeric) < 1e-10, result
+    else:
+        assert result.max_rel_error < 1e-7, result
 
 
 def test_784_30_30_10_backward_full_check():
