@@ -15,6 +15,10 @@ reuse on the next call with the same shape; so an array returned by a layer is
 only valid until that layer's next call.
 """
 
+import math
+
+import numpy as np
+
 from .backend import get_array_module
 
 
@@ -29,6 +33,8 @@ def _buffer(store, key, shape, xp, dtype):
 
 class Linear:
     r"""Affine map  a = x W + b.
+
+    See docs/gradients.md, section 6.
 
     Backward, for an upstream gradient da = dL/da of shape (N, out):
 
@@ -71,6 +77,8 @@ class Linear:
 class ReLU:
     r"""Rectified linear unit  h = max(a, 0), computed in place.
 
+    See docs/gradients.md, section 6.
+
     Backward:  dL/da = dL/dh * [a > 0].  The indicator can be read off the
     output, since h > 0 exactly where a > 0; so only h is kept.  (At a = 0
     the derivative is taken to be 0.)
@@ -93,13 +101,17 @@ class ReLU:
 class Dropout:
     r"""Inverted dropout with drop probability p, computed in place.
 
+    See docs/gradients.md, section 6.
+
     In training, each unit is kept with probability 1 - p and the kept units
     are scaled by 1/(1 - p):  h = x * m,  m_ni = [u_ni >= p] / (1 - p),
     u ~ Uniform[0, 1).  The expected value of h is x, so at test time the
     layer is the identity (no rescaling of the weights is needed).
 
     Backward:  dL/dx = dL/dh * m, with the mask drawn in the forward pass.
-    The mask is drawn on the device of x from the model's generator.
+    The mask is drawn on the device of x from the model's generator; the
+    indicators [u >= p] come from :func:`bernoulli_keep`, which on the CPU
+    reads them off the generator's raw bits (the same indicators, faster).
     """
 
     def __init__(self, p, inplace=False):
@@ -121,9 +133,9 @@ class Dropout:
             return x
         xp = get_array_module(x)
         if not (keep_mask and self.mask is not None and self.mask.shape == x.shape):
+            keep = bernoulli_keep(rng, self.p, x.shape, x.dtype, xp, self._bufs)  # [u >= p]
             m = _buffer(self._bufs, "mask", x.shape, xp, x.dtype)
-            xp.greater_equal(rng.random(x.shape, dtype=x.dtype), self.p, out=m)
-            m *= 1.0 / (1.0 - self.p)
+            xp.multiply(keep, x.dtype.type(1.0 / (1.0 - self.p)), out=m)  # m = [u >= p] / (1 - p)
             self.mask = m
         out = x if self.inplace else _buffer(self._bufs, "h", x.shape, xp, x.dtype)
         return xp.multiply(x, self.mask, out=out)
@@ -134,8 +146,51 @@ class Dropout:
         return dh
 
 
+# Bit generators whose ``random(dtype=float32)`` reads the low then the high half of
+# each 64-bit output, as ``random_raw().view(uint32)`` does (MT19937 makes 32 bits at a time).
+_RAW_BITS_OK = (np.random.PCG64, np.random.PCG64DXSM, np.random.SFC64, np.random.Philox)
+
+
+def bernoulli_keep(rng, p, shape, dtype, xp=np, bufs=None):
+    r"""The keep indicators  [u >= p]  for u ~ Uniform[0, 1) drawn as ``rng.random(shape, dtype=dtype)``.
+
+    Plain formula (and the path on CuPy):  ``rng.random(shape, dtype=dtype) >= p``.
+
+    Fast path (NumPy, float32 or float64).  NumPy makes a uniform float32 from
+    the next 32 random bits b as u = (b >> 8) 2^-24, and a float64 from the next
+    64 as u = (b >> 11) 2^-53.  With p' = p rounded to the dtype (the
+    comparison is made in that dtype), u >= p' is therefore the integer test
+
+        b >= ceil(p' 2^24) 2^8         (float32; 2^53 and 2^11 for float64)
+
+    on the raw bits, which skips the conversion to floating point and is about
+    twice as fast.  The indicators are the very ones of the plain formula
+    (equal bit for bit from the same generator state: tests/test_fastpath.py).
+    Returns a boolean array (a buffer from ``bufs`` when given: valid until the next call).
+    """
+    bit_generator = getattr(rng, "bit_generator", None)
+    if xp is not np or not isinstance(bit_generator, _RAW_BITS_OK) or dtype not in (np.float32, np.float64):
+        return rng.random(shape, dtype=dtype) >= p
+    dtype, n = np.dtype(dtype), math.prod(shape)
+    if dtype == np.float32:
+        mantissa, uint = 24, np.uint32
+        bits = bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]  # low half first, as NumPy reads them
+    else:
+        mantissa, uint = 53, np.uint64
+        bits = bit_generator.random_raw(n)
+    k = math.ceil(float(dtype.type(p)) * 2.0 ** mantissa)  # u >= p'  <=>  (b >> (width - mantissa)) >= k
+    keep = np.empty(shape, dtype=bool) if bufs is None else _buffer(bufs, "keep", shape, np, np.dtype(bool))
+    if k >= 2 ** mantissa:  # p' rounded up to 1: every unit is dropped
+        keep[...] = False
+        return keep
+    shift = 8 * np.dtype(uint).itemsize - mantissa
+    return np.greater_equal(bits.reshape(shape), uint(k << shift), out=keep)
+
+
 def max_norm_(W, c):
     r"""Project each column of W (one hidden unit's incoming weights) onto the ball of radius c.
+
+    See docs/gradients.md, section 6.
 
         w_j  <-  w_j * min(1, c / ||w_j||)
 
@@ -147,9 +202,18 @@ def max_norm_(W, c):
     It is a projection, not a penalty: it adds nothing to the loss or its
     gradient, it only keeps the iterate inside the feasible set (projected
     gradient descent).  Works in place and returns W.
+
+    The squared norms are summed by ``einsum`` without forming W * W.  On the
+    CPU only the columns outside the ball are rescaled (the others would be
+    multiplied by exactly 1); on the GPU, where picking them out would wait
+    for the device, every column is multiplied by its factor.
     """
     xp = get_array_module(W)
-    norms = xp.sqrt((W * W).sum(axis=0))
-    scale = xp.minimum(1.0, c / xp.maximum(norms, 1e-12))
-    W *= scale.astype(W.dtype, copy=False)
+    norms = xp.sqrt(xp.einsum("ij,ij->j", W, W))
+    scale = xp.minimum(1.0, c / xp.maximum(norms, 1e-12)).astype(W.dtype, copy=False)
+    if xp is np:
+        outside = np.flatnonzero(scale < 1)
+        W[:, outside] *= scale[outside]
+    else:
+        W *= scale
     return W

@@ -1,0 +1,95 @@
+"""The fast paths equal the plain formulas they stand for.
+
+* dropout keep masks drawn from raw random bits (layers.bernoulli_keep) are the
+  masks of ``rng.random(shape, dtype) >= p``, bit for bit;
+* the optimizers' cache-sized pieces (optim.pieces) give the same update,
+  element for element, as the formula applied to whole arrays.
+"""
+
+import numpy as np
+import pytest
+
+import nanokd as nk
+from nanokd import optim
+from nanokd.layers import bernoulli_keep
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [0.0, 0.2, 0.5, 1 / 3, 0.9, 0.999999, 1 - 2.0 ** -26])
+@pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.PCG64DXSM, np.random.SFC64, np.random.Philox])
+def test_keep_mask_from_raw_bits_equals_the_plain_formula(dtype, p, bit_generator):
+    fast = np.random.Generator(bit_generator(123))
+    plain = np.random.Generator(bit_generator(123))
+    for shape in [(128, 784), (64, 1200), (4, 6), (10,)]:  # several draws in a row: the streams stay in step
+        keep = bernoulli_keep(fast, p, shape, np.dtype(dtype))
+        assert keep.dtype == bool and keep.shape == shape
+        np.testing.assert_array_equal(keep, plain.random(shape, dtype=dtype) >= p)
+
+
+def test_keep_mask_odd_sizes_and_other_generators_fall_back_correctly():
+    # an odd number of float32 draws leaves half of a 64-bit word unused: still a valid Bernoulli draw
+    rng = np.random.default_rng(0)
+    keep = np.concatenate([bernoulli_keep(rng, 0.3, (999,), np.dtype(np.float32)).ravel() for _ in range(300)])
+    assert abs(keep.mean() - 0.7) < 0.005
+    # MT19937 makes 32 bits at a time: the plain formula is used, and it is the plain formula
+    a, b = np.random.Generator(np.random.MT19937(5)), np.random.Generator(np.random.MT19937(5))
+    np.testing.assert_array_equal(bernoulli_keep(a, 0.4, (7, 9), np.dtype(np.float32)),
+                                  b.random((7, 9), dtype=np.float32) >= 0.4)
+
+
+def test_dropout_layer_uses_the_same_masks_as_the_plain_formula():
+    model = nk.MLP([300, 200, 10], dropout_input=0.2, dropout_hidden=0.5, seed=4)
+    x = np.random.default_rng(1).random((32, 300), dtype=np.float32)
+    model.reseed(77)
+    model.forward(x, train=True)
+    m_in, m_hid = (layer.mask for layer in model.layers if isinstance(layer, nk.Dropout))
+    rng = nk.backend.default_rng(np, 77)  # the model's dropout generator, restarted
+    np.testing.assert_array_equal(m_in, (rng.random((32, 300), dtype=np.float32) >= 0.2) / np.float32(0.8))
+    np.testing.assert_array_equal(m_hid, (rng.random((32, 200), dtype=np.float32) >= 0.5) / np.float32(0.5))
+
+
+def test_pieces_are_views_that_cover_the_arrays():
+    a = np.zeros((300, 700), dtype=np.float32)  # 210000 elements: more than one piece
+    b = np.ones_like(a)
+    pieces = list(optim.pieces(a, b))
+    assert len(pieces) == -(-a.size // optim.BLOCK) > 1
+    for pa, pb in pieces:
+        pa += pb
+    np.testing.assert_array_equal(a, 1)
+    # small, strided or non-NumPy arrays come back whole
+    assert list(optim.pieces(a[:, ::2], b[:, ::2]))[0][0].shape == (300, 350)
+    assert len(list(optim.pieces(a[:2], b[:2]))) == 1
+
+
+def _run(make, params, grads_seq):
+    opt = make(params)
+    for grads in grads_seq:
+        opt.step([g.copy() for g in grads])
+    return params
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: nk.SGD(p, lr=0.05, momentum=0.9),
+    lambda p: nk.SGD(p, lr=0.05),
+    lambda p: nk.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    lambda p: nk.Adam(p, lr=1e-3, weight_decay=1e-4),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_update_in_pieces_equals_update_of_whole_arrays(monkeypatch, make, dtype):
+    rng = np.random.default_rng(0)
+    shapes = [(300, 700), (700,), (700, 10)]
+    start = [rng.normal(size=s).astype(dtype) for s in shapes]
+    grads_seq = [[rng.normal(size=s).astype(dtype) for s in shapes] for _ in range(4)]
+    in_pieces = _run(make, [p.copy() for p in start], grads_seq)
+    monkeypatch.setattr(optim, "BLOCK", 10 ** 9)  # one piece per array: the plain whole-array formula
+    whole = _run(make, [p.copy() for p in start], grads_seq)
+    for a, b in zip(in_pieces, whole):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_numpy_float64_learning_rate_keeps_float32_arithmetic():
+    w = np.ones(10, dtype=np.float32)
+    opt = nk.SGD([w], lr=np.float64(0.1), momentum=np.float64(0.5))
+    opt.step([np.full(10, 0.3, dtype=np.float32)])
+    assert w.dtype == np.float32
+    np.testing.assert_array_equal(w, np.float32(1) - np.float32(0.1) * np.float32(0.3))
