@@ -195,6 +195,9 @@ def save_npz_atomic(path, arrays):
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it a plain file's mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

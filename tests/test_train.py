@@ -1,0 +1,403 @@
+"""Tests for nanokd.train: the training loop, resuming, soft targets and the command line.
+
+All on tiny IDX files written here (no network, no real MNIST) and tiny nets,
+so that the whole file runs in seconds.
+"""
+
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+
+import nanokd as nk
+from nanokd import data, train
+
+N_TRAIN, N_TEST, N_VAL = 240, 60, 40
+
+
+def _idx(array):
+    """The IDX encoding of a uint8 array: magic 0x0000 08 <ndim>, big-endian sizes, data."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    return struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def _learnable_images(labels, rng):
+    """Noise plus a bright 6x6 square whose place depends on the label: a task a tiny net can learn."""
+    x = rng.integers(0, 60, (len(labels), 28, 28), dtype=np.uint8)
+    for i, c in enumerate(labels):
+        r, k = 3 + 5 * (c // 5) * 2, 3 + 4 * (c % 5)
+        x[i, r:r + 6, k:k + 6] = 250
+    return x
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A folder with four tiny MNIST-like IDX files (load them with verify=False / --no-verify)."""
+    folder = tmp_path_factory.mktemp("tiny-mnist")
+    rng = np.random.default_rng(0)
+    y_train, y_test = rng.integers(0, 10, N_TRAIN, dtype=np.uint8), rng.integers(0, 10, N_TEST, dtype=np.uint8)
+    files = {data.TRAIN_IMAGES: _learnable_images(y_train, rng), data.TRAIN_LABELS: y_train,
+             data.TEST_IMAGES: _learnable_images(y_test, rng), data.TEST_LABELS: y_test}
+    for name, a in files.items():
+        with gzip.open(folder / name, "wb") as f:
+            f.write(_idx(a))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dir):
+    """(x_train, y_train, x_val, y_val) as float32 / int64 NumPy arrays."""
+    ds = data.load("mnist", tiny_dir, verify=False, download=False)
+    return data.split_validation(data.to_float(ds.x_train), ds.y_train, N_VAL)
+
+
+def _cli(tiny_dir, out, *extra):
+    """A CLI argument list for a fast run of all three roles on the tiny data."""
+    return ["--data-dir", str(tiny_dir), "--no-verify", "--val", str(N_VAL), "--device", "cpu", "--no-progress",
+            "--out", str(out), "--teacher-hidden", "24", "--student-hidden", "12", "--epochs", "2",
+            "--batch-size", "32", *extra]
+
+
+def _params(path):
+    with np.load(path) as f:
+        return [f[k] for k in sorted(f.files) if k.startswith("param_")]
+
+
+# ---------------------------------------------------------------------------
+# The training loop
+# ---------------------------------------------------------------------------
+
+REGULARISED = dict(dropout_input=0.2, dropout_hidden=0.5, max_norm=2.0)
+FIT = dict(batch_size=32, lr=0.05, lr_decay=0.9, momentum=0.9, momentum_start=0.5, momentum_ramp=3,
+           jitter=2, log=None, progress=False)
+
+
+def _run(tiny, tmp_path, epochs, distil, name="run", resume=False, callback=None):
+    x, y, xv, yv = tiny
+    kw = {}
+    if distil:
+        kw = dict(teacher=nk.MLP([784, 20, 10], seed=7), T=4.0, alpha=0.7)  # jitter: soft targets per batch
+    model = nk.MLP([784, 16, 16, 10], seed=3, **REGULARISED)
+    history = train.train_model(model, x, y, epochs=epochs, x_val=xv, y_val=yv, seed=5,
+                                checkpoint_path=tmp_path / f"{name}.ckpt.npz", resume=resume, callback=callback,
+                                **FIT, **kw)
+    return model, history
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _interrupt_after(n):
+    def callback(epoch, history):
+        if epoch == n:
+            raise Interrupt  # as if Ctrl-C or kill -9 hit just after the checkpoint of epoch n
+    return callback
+
+
+@pytest.mark.parametrize("distil", [False, True], ids=["hard-labels", "distil"])
+def test_interrupted_and_resumed_run_equals_uninterrupted_bit_for_bit(tiny, tmp_path, distil):
+    straight, h_straight = _run(tiny, tmp_path, 4, distil, "straight")
+    with pytest.raises(Interrupt):
+        _run(tiny, tmp_path, 4, distil, "resumed", callback=_interrupt_after(2))
+    resumed, h_resumed = _run(tiny, tmp_path, 4, distil, "resumed", resume=True)  # a fresh process would do this
+    assert all(np.array_equal(a, b) for a, b in zip(straight.params, resumed.params))
+    assert h_resumed["loss"] == h_straight["loss"] and h_resumed["val_errors"] == h_straight["val_errors"]
+    assert h_resumed["epoch"] == [1, 2, 3, 4]
+
+
+def test_same_seed_same_run_other_seed_other_run(tiny):
+    x, y, _, _ = tiny
+
+    def fit(seed):
+        model = nk.MLP([784, 16, 10], seed=0, **REGULARISED)
+        train.train_model(model, x, y, epochs=2, seed=seed, **FIT)
+        return model.params
+
+    a, b, c = fit(1), fit(1), fit(2)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    assert not np.array_equal(a[0], c[0])  # shuffle, jitter and dropout all depend on the seed
+
+
+def test_jitter_and_dropout_draws_depend_only_on_seed_and_epoch(tiny):
+    x = tiny[0][:50]
+    seeds = [train.epoch_seeds(5, e) for e in range(3)]
+    assert seeds == [train.epoch_seeds(5, e) for e in range(3)]
+    assert len({s for trio in seeds for s in trio}) == 9  # dropout, jitter, shuffle: all different
+    _, s_jitter, _ = seeds[1]
+    a = data.jitter(x, nk.backend.default_rng(np, s_jitter), 2)
+    b = data.jitter(x, nk.backend.default_rng(np, s_jitter), 2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, x)
+
+
+def test_cached_soft_targets_equal_given_logits(tiny):
+    x, y, _, _ = tiny
+    teacher = nk.MLP([784, 20, 10], seed=9)
+    kw = dict(epochs=2, batch_size=32, lr=0.05, T=3.0, alpha=0.8, seed=2, progress=False, log=None)
+    a, b = nk.MLP([784, 16, 10]), nk.MLP([784, 16, 10])
+    train.train_model(a, x, y, teacher=teacher, **kw)
+    train.train_model(b, x, y, teacher_logits=train.compute_teacher_logits(teacher, x, 3.0), **kw)
+    assert all(np.array_equal(p, q) for p, q in zip(a.params, b.params))
+
+
+def test_progress_bar_and_log_lines(tiny, capsys):
+    x, y, xv, yv = tiny
+    lines = []
+    train.train_model(nk.MLP([784, 8, 10]), x, y, epochs=2, batch_size=8, x_val=xv, y_val=yv, progress=True,
+                      log=lines.append, name="teacher")
+    assert len(lines) == 2 and lines[1].startswith("teacher   epoch   2/2  loss ")
+    assert "val " in lines[0] and " lr 0.1 " in lines[0] and lines[0].endswith(" s")
+    assert "teacher 2/2" in capsys.readouterr().err  # tqdm's bar
+
+
+def test_training_learns_the_tiny_task(tiny):
+    x, y, xv, yv = tiny
+    model = nk.MLP([784, 32, 10], seed=0)
+    before = train.evaluate_errors(model, xv, yv)
+    history = train.train_model(model, x, y, epochs=6, batch_size=16, lr=0.05, x_val=xv, y_val=yv,
+                                progress=False, log=None)
+    assert history["loss"][-1] < history["loss"][0]
+    assert history["val_errors"][-1] < before / 2
+    assert len(history["lr"]) == 6 and history["total_seconds"] > 0
+
+
+def test_schedules_are_set_per_epoch(tiny):
+    x, y, _, _ = tiny
+    h = train.train_model(nk.MLP([784, 8, 10]), x, y, epochs=4, lr=0.1, lr_decay=0.5, momentum=0.9,
+                          momentum_start=0.5, momentum_ramp=2, progress=False, log=None)
+    assert h["lr"] == pytest.approx([0.1, 0.05, 0.025, 0.0125])
+    assert h["momentum"] == pytest.approx([0.5, 0.7, 0.9, 0.9])
+    assert h["val_errors"] == [None] * 4
+
+
+def test_checkpoint_of_other_settings_is_refused(tiny, tmp_path):
+    x, y, _, _ = tiny
+    path = tmp_path / "c.npz"
+    train.train_model(nk.MLP([784, 8, 10]), x, y, epochs=1, lr=0.1, checkpoint_path=path, progress=False, log=None)
+    with pytest.raises(ValueError, match="other settings.*lr"):
+        train.train_model(nk.MLP([784, 8, 10]), x, y, epochs=2, lr=0.2, checkpoint_path=path, resume=True,
+                          progress=False, log=None)
+
+
+def test_resume_may_extend_a_finished_run(tiny, tmp_path):
+    x, y, _, _ = tiny
+    kw = dict(lr=0.1, seed=1, progress=False, log=None)
+    m4 = nk.MLP([784, 8, 10])
+    train.train_model(m4, x, y, epochs=3, **kw)
+    m = nk.MLP([784, 8, 10])
+    train.train_model(m, x, y, epochs=2, checkpoint_path=tmp_path / "c.npz", **kw)
+    h = train.train_model(m, x, y, epochs=3, checkpoint_path=tmp_path / "c.npz", resume=True, **kw)
+    assert h["epoch"] == [1, 2, 3]
+    assert all(np.array_equal(a, b) for a, b in zip(m.params, m4.params))
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(epochs=-1), ValueError, "epochs"),
+    (dict(epochs=1.5), TypeError, "epochs"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(lr=0.0), ValueError, "lr"),
+    (dict(lr_decay=1.5), ValueError, "lr_decay"),
+    (dict(momentum=1.0), ValueError, "momentum"),
+    (dict(jitter=-1), ValueError, "jitter"),
+    (dict(seed=-1), ValueError, "seed"),
+    (dict(resume=True), ValueError, "checkpoint_path"),
+    (dict(teacher_logits=np.zeros((5, 10), np.float32)), ValueError, "teacher_logits"),
+    (dict(teacher_logits=np.zeros((N_TRAIN - N_VAL, 10), np.float32), jitter=1), ValueError, "jitter"),
+    (dict(teacher_logits=np.zeros((N_TRAIN - N_VAL, 10), np.float32), T=0.0), ValueError, "T"),
+    (dict(teacher_logits=np.zeros((N_TRAIN - N_VAL, 10), np.float32), alpha=2.0), ValueError, "alpha"),
+    (dict(teacher="teacher.npz"), TypeError, "teacher"),
+    (dict(teacher=nk.MLP([784, 4, 5])), ValueError, "teacher"),
+])
+def test_bad_arguments_are_named(tiny, kwargs, error, match):
+    x, y, _, _ = tiny
+    kwargs = {"epochs": 1, **kwargs}
+    with pytest.raises(error, match=match):
+        train.train_model(nk.MLP([784, 8, 10]), x, y, progress=False, log=None, **kwargs)
+
+
+def test_bad_data_is_named(tiny):
+    x, y, _, _ = tiny
+    with pytest.raises(ValueError, match="x must have shape"):
+        train.train_model(nk.MLP([784, 8, 10]), x[:, :100], y, epochs=1, log=None)
+    with pytest.raises(ValueError, match="y must have shape"):
+        train.train_model(nk.MLP([784, 8, 10]), x, y[:10], epochs=1, log=None)
+    with pytest.raises(TypeError, match="y must hold integer"):
+        train.train_model(nk.MLP([784, 8, 10]), x, y.astype(np.float32), epochs=1, log=None)
+
+
+# ---------------------------------------------------------------------------
+# Soft targets
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("T", [1.0, 4.0, 20.0])
+def test_ensemble_soft_targets_are_the_mean_of_tempered_probabilities(T):
+    rng = np.random.default_rng(0)
+    x = rng.random((50, 784), dtype=np.float32)
+    teachers = [nk.MLP([784, 30, 10], seed=s) for s in range(3)]
+    for t in teachers:
+        t.params[-1][...] = rng.normal(0, 3, 10)  # a bias per class, so the teachers disagree
+    v = train.compute_teacher_logits(teachers, x, T, batch_size=16)
+    mean_p = np.mean([nk.softmax(t.forward(x), T) for t in teachers], axis=0)
+    np.testing.assert_allclose(nk.softmax(v, T), mean_p, rtol=1e-5, atol=1e-7)
+
+
+def test_one_teacher_gives_its_own_logits():
+    x = np.random.default_rng(0).random((20, 784), dtype=np.float32)
+    t = nk.MLP([784, 30, 10])
+    np.testing.assert_array_equal(train.compute_teacher_logits(t, x, 20.0), t.forward(x))
+
+
+def test_ensemble_logits_survive_extreme_logits():
+    v1 = np.array([[1000.0, 0.0, -1000.0]], np.float32)
+    v2 = np.array([[-1000.0, 0.0, 1000.0]], np.float32)
+    v = train.ensemble_logits([v1, v2], T=1.0)
+    assert np.isfinite(v).all()
+    np.testing.assert_allclose(nk.softmax(v), [[0.5, 0.0, 0.5]], atol=1e-6)
+
+
+def test_evaluate_errors_of_a_model_and_an_ensemble(tiny):
+    x, y, _, _ = tiny
+    m = nk.MLP([784, 8, 10])
+    assert train.evaluate_errors(m, x, y) == int((m.predict(x) != y).sum())
+    assert train.evaluate_errors([m, m], x, y) == train.evaluate_errors(m, x, y)
+    assert train.evaluate_errors(m, x[:0], y[:0]) == 0
+
+
+# ---------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------
+
+ENTRY_TYPES = {"test_errors": int, "test_error_pct": float, "val_errors": int, "hidden": list, "epochs": int,
+               "seconds": float, "params": int}
+
+
+def test_cli_runs_all_three_roles_and_writes_results_json(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(_cli(tiny_dir, out)) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {k: results[k] for k in ("dataset", "preset", "seed", "device")} == {
+        "dataset": "mnist", "preset": "quick", "seed": 0, "device": "cpu"}
+    assert list(results["models"]) == ["teacher", "baseline", "distilled"]
+    for name, entry in results["models"].items():
+        for key, type_ in ENTRY_TYPES.items():
+            assert isinstance(entry[key], type_), (name, key, entry[key])
+        assert 0 <= entry["test_errors"] <= N_TEST
+        assert entry["test_error_pct"] == pytest.approx(100 * entry["test_errors"] / N_TEST)
+        assert entry["epochs"] == 2
+    assert results["models"]["teacher"]["hidden"] == [24]
+    assert results["models"]["baseline"]["hidden"] == results["models"]["distilled"]["hidden"] == [12]
+    assert results["models"]["distilled"]["T"] == 20.0 and results["models"]["distilled"]["alpha"] == 0.9
+    for f in ("teacher.npz", "student.npz", "distilled.npz", "config.json",
+              "teacher.ckpt.npz", "student.ckpt.npz", "distilled.ckpt.npz"):
+        assert (out / f).is_file(), f
+    assert nk.MLP.load(out / "distilled.npz").sizes == [784, 12, 10]
+    table = capsys.readouterr().out
+    assert "distilled (T=20, alpha=0.9)" in table and f"/ {N_TEST}" in table
+
+
+def test_cli_resume_after_interruption_gives_the_same_files(tiny_dir, tmp_path, monkeypatch, capsys):
+    argv = ["--seed", "3", "--jitter", "1", "--teacher-dropout-hidden", "0.5", "--T", "3", "--alpha", "0.5"]
+    assert train.main(_cli(tiny_dir, tmp_path / "straight", *argv, "--epochs", "3")) == 0
+
+    real = train.train_model
+
+    def ctrl_c_after_epoch_2(epoch, history):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    def interrupted(*args, **kwargs):  # Ctrl-C after the 2nd epoch of the distilled student
+        if kwargs["name"] == "distilled":
+            kwargs["callback"] = ctrl_c_after_epoch_2
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_model", interrupted)
+    out = tmp_path / "resumed"
+    assert train.main(_cli(tiny_dir, out, *argv, "--epochs", "3")) == 130
+    assert f"--resume {out}" in capsys.readouterr().err
+    assert not (out / "distilled.npz").exists() and not (out / "results.json").exists()
+    monkeypatch.setattr(train, "train_model", real)
+    assert train.main(["--resume", str(out), "--no-progress"]) == 0
+    for f in ("teacher.npz", "student.npz", "distilled.npz"):
+        for a, b in zip(_params(tmp_path / "straight" / f), _params(out / f)):
+            np.testing.assert_array_equal(a, b)
+    straight = json.loads((tmp_path / "straight" / "results.json").read_text())
+    resumed = json.loads((out / "results.json").read_text())
+    for name in straight["models"]:
+        assert straight["models"][name]["test_errors"] == resumed["models"][name]["test_errors"]
+
+
+def test_cli_distil_from_an_ensemble_of_saved_teachers(tiny_dir, tmp_path):
+    for i in range(2):
+        assert train.main(_cli(tiny_dir, tmp_path / f"t{i}", "--role", "teacher", "--seed", str(i))) == 0
+    out = tmp_path / "d"
+    files = [str(tmp_path / f"t{i}" / "teacher.npz") for i in range(2)]
+    assert train.main(_cli(tiny_dir, out, "--role", "distill", "--teacher", *files, "--T", "5")) == 0
+    models = json.loads((out / "results.json").read_text())["models"]
+    assert list(models) == ["teacher", "distilled"]
+    assert models["teacher"]["ensemble"] == 2 and models["teacher"]["epochs"] == 0
+    assert models["distilled"]["T"] == 5.0
+    assert not (out / "teacher.npz").exists()
+
+
+def test_cli_one_role_alone(tiny_dir, tmp_path):
+    assert train.main(_cli(tiny_dir, tmp_path, "--role", "student", "--val", "0")) == 0
+    models = json.loads((tmp_path / "results.json").read_text())["models"]
+    assert list(models) == ["baseline"] and models["baseline"]["val_errors"] is None
+
+
+def test_role_flags_win_over_plain_flags_and_presets():
+    parser = train.build_parser()
+    s = train.settings_from_args(parser.parse_args(["--epochs", "3", "--teacher-epochs", "7", "--lr", "0.5"]), parser)
+    assert s["teacher"]["epochs"] == 7 and s["student"]["epochs"] == 3
+    assert s["teacher"]["lr"] == s["student"]["lr"] == 0.5
+    assert s["teacher"]["hidden"] == list(train.PRESETS["quick"]["teacher"].hidden)
+    assert s == json.loads(json.dumps(s))  # what config.json gives back on --resume
+    p = train.settings_from_args(parser.parse_args(["--preset", "paper"]), parser)
+    assert p["teacher"]["hidden"] == [1200, 1200] and p["student"]["hidden"] == [800, 800]
+    assert p["teacher"]["jitter"] == 2 and p["teacher"]["dropout_input"] == 0.2 and p["T"] == 20.0
+
+
+def test_help_explains_every_flag(capsys):
+    with pytest.raises(SystemExit) as e:
+        train.main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ["--role", "--preset", "--teacher", "--T", "--alpha", "--seed", "--device", "--out", "--resume",
+                 "--dataset", "--data-dir", "--val", *(train._flag(f) for f in train.RECIPE_FLAGS)]:
+        assert flag in text, flag
+    assert "--teacher-FLAG" in text and "quick teacher" in text
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--T", "0"], "--T"),
+    (["--alpha", "1.5"], "--alpha"),
+    (["--hidden", "0"], "--hidden"),
+    (["--student-hidden", "12", "x"], "--student-hidden"),
+    (["--epochs", "-1"], "--epochs"),
+    (["--lr-decay", "0"], "--lr-decay"),
+    (["--momentum", "1"], "--momentum"),
+    (["--dropout-hidden", "1"], "--dropout-hidden"),
+    (["--device", "tpu"], "--device"),
+    (["--role", "distill"], "--teacher"),
+    (["--role", "teacher", "--teacher", "t.npz"], "--teacher"),
+    (["--teacher", "does-not-exist.npz"], "--teacher"),
+    (["--resume", "somewhere", "--epochs", "3"], "--epochs"),
+    (["--resume", "does-not-exist"], "--resume"),
+    (["--teach", "t.npz"], "--teach"),  # no abbreviations: --teacher vs --teacher-epochs
+])
+def test_bad_flags_exit_2_naming_the_flag(argv, match, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.npz").write_bytes(b"")
+    with pytest.raises(SystemExit) as e:
+        train.main(argv)
+    assert e.value.code == 2
+    assert match in capsys.readouterr().err
+
+
+def test_too_large_validation_split_is_an_error(tiny_dir, tmp_path):
+    with pytest.raises(ValueError, match="--val"):
+        train.main(_cli(tiny_dir, tmp_path, "--val", str(N_TRAIN)))
