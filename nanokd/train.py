@@ -379,7 +379,7 @@ def train_model(model, x, y, *, epochs, batch_size=100, lr=0.1, lr_decay=1.0, mo
             optimizer.step(model.backward(g))
             model.apply_max_norm()
             bar.update(1)
-            if (b + 1) % 20 == 0 and not bar.disable:
+            if (b + 1) % 20 == 0 and not bar.disable and xp is np:  # on a GPU, reading it would wait for the device
                 bar.set_postfix(loss=f"{float(loss_sum) / (b + 1):.4f}", refresh=False)
         bar.close()
 
