@@ -1,0 +1,99 @@
+"""Smoke test of benchmarks/paper_mnist.py on tiny generated MNIST-format files (a few seconds).
+
+The script's numbers are not checked, only that every subcommand runs end to end
+through the library and writes the records the write-up is built on: a
+teacher trained once and reused by ``--teacher``, and in every record each
+model's ``test_errors`` list with one count per seed.
+"""
+
+import gzip
+import importlib.util
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_mnist.py"
+
+
+@pytest.fixture(scope="module")
+def paper_mnist():
+    spec = importlib.util.spec_from_file_location("paper_mnist", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_tiny_mnist(folder, n_train=400, n_test=150, seed=0):
+    """Four IDX .gz files of noise images, each class marked by a bright bar at its own height."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train", n_train), ("t10k", n_test)):
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        x = (rng.random((n, 28, 28)) * 60).astype(np.uint8)
+        for c in range(10):
+            x[y == c, 2 * c + 2:2 * c + 6, 4:24] = 250
+        with gzip.open(folder / f"{name}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">IIII", 2051, n, 28, 28) + x.tobytes())
+        with gzip.open(folder / f"{name}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">II", 2049, n) + y.tobytes())
+    return folder
+
+
+TINY = ["--no-verify", "--val", "100", "--teacher-hidden", "40", "40", "--teacher-epochs", "2",
+        "--student-hidden", "20", "20", "--student-epochs", "2", "--sweep-T", "1", "4",
+        "--sweep-epochs-300", "1", "--sweep-epochs-30", "1", "--omit3-epochs", "1", "--only78-epochs", "1",
+        "--shift-max", "4", "--shift-step", "1", "--quiet", "--no-plot"]
+
+
+def test_all_then_reuse_the_teacher(paper_mnist, tmp_path, capsys):
+    data = write_tiny_mnist(tmp_path / "mnist")
+    out, teacher = tmp_path / "results", tmp_path / "teacher.npz"
+    common = ["--data-dir", str(data), "--out", str(out), *TINY]
+
+    assert paper_mnist.main(["all", "--seeds", "1", "2", "--save-teacher", str(teacher), *common]) == 0
+    assert teacher.is_file() and teacher.with_suffix(".json").is_file()
+    for name in ("table", "sweep", "omit3", "only78", "all"):
+        rec = json.loads((out / f"paper_{name}.json").read_text())
+        assert rec["device"] == "cpu" and rec["command"].startswith("python ")
+        for entry in rec.get("models", {}).values():
+            assert all(isinstance(e, int) and 0 <= e <= 150 for e in entry["test_errors"])
+    table = json.loads((out / "paper_table.json").read_text())
+    assert {"teacher", "baseline", "distilled"} <= set(table["models"])
+    assert len(table["models"]["baseline"]["test_errors"]) == 2  # one per seed
+    assert len(table["models"]["teacher"]["test_errors"]) == 1
+    sweep = json.loads((out / "paper_sweep.json").read_text())
+    assert set(sweep["models"]) == {"300x300_T1", "300x300_T4", "30x30_T1", "30x30_T4"}
+    omit3 = json.loads((out / "paper_omit3.json").read_text())["models"]["student"]
+    assert omit3["shift"][0] in omit3["shift_grid"]
+    printed = capsys.readouterr().out
+    assert "paper" in printed and "difference" in printed
+
+    # a saved teacher is loaded, not retrained, and gives the same test errors
+    assert paper_mnist.main(["omit3", "--teacher", str(teacher), *common]) == 0
+    again = json.loads((out / "paper_omit3.json").read_text())
+    assert again["models"]["student"]["test_errors"] == omit3["test_errors"][:1]  # seed 1 again: same run
+
+
+def test_choose_shift_uses_only_the_given_labels(paper_mnist):
+    # class 3 is under-predicted by 2 logit units: the best shift on these labels is about +2
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 500)
+    z = rng.normal(0, 0.3, (500, 10))
+    z[np.arange(500), y] += 1.0
+    z[:, 3] -= 2.0
+    shift, curve = paper_mnist.choose_shift(z, y, (3,), np.arange(0, 5.01, 0.25), +1)
+    assert 1.0 <= shift <= 3.0
+    assert min(curve) == paper_mnist.shifted_errors(z, y, (3,), shift)[0]
+    assert curve[0] > min(curve)
+
+
+def test_teacher_budget_stops_at_an_epoch_boundary(paper_mnist, tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((200, 784), dtype=np.float32), rng.integers(0, 10, 200)
+    args = paper_mnist.build_parser().parse_args(["teacher", "--teacher-hidden", "20", "20", "--teacher-epochs", "50"])
+    model, info = paper_mnist.fit(paper_mnist.teacher_recipe(args), x, y, seed=0, device="cpu", name="t",
+                                  budget_s=1e-9, log=None)
+    assert info["stopped_by_budget"] and info["epochs_run"] == 1 and info["epochs_planned"] == 50
