@@ -13,17 +13,6 @@ import numpy as np
 import nanokd as nk
 
 
-def clear_kinks(model, x, margin):
-    """Shift hidden biases until no pre-activation lies within ``margin`` of the ReLU kink."""
-    for linear in model.linears[:-1]:
-        for _ in range(100):
-            model.forward(x, train=True, keep_masks=True)
-            close = (np.abs(linear.x @ linear.W + linear.b) < margin).any(axis=0)
-            if not close.any():
-                break
-            linear.b[close] += 3 * margin
-
-
 def main():
     rng = np.random.default_rng(0)
     z, v = rng.normal(size=(64, 10)) * 4, rng.normal(size=(64, 10)) * 4
@@ -39,7 +28,7 @@ def main():
     x = rng.uniform(0, 1, size=(8, 784)) * (rng.uniform(size=(8, 784)) < 0.2)
     v, y = rng.normal(size=(8, 10)) * 3, rng.integers(0, 10, size=8)
     model.forward(x, train=True)  # draw the dropout masks, kept from here on
-    clear_kinks(model, x, 0.02)
+    nk.clear_kinks(model, x, 0.02)
     z = model.forward(x, train=True, keep_masks=True)
     grads = [g.copy() for g in model.backward(nk.distillation_loss_grad(z, v, y, 20.0, 0.9))]
     t = time.perf_counter()

@@ -95,10 +95,6 @@ def student_recipe(args, hidden, epochs):
         lr_decay=args.student_lr_decay, momentum=0.9, momentum_start=0.5, momentum_ramp=args.student_momentum_ramp)
 
 
-class _OutOfTime(Exception):
-    pass
-
-
 def fit(recipe, x, y, *, seed, device, name, teacher_logits=None, T=1.0, alpha=1.0, budget_s=None, log=print):
     """Build the recipe's MLP and train it with :func:`nanokd.train.train_model`.
 
@@ -109,27 +105,24 @@ def fit(recipe, x, y, *, seed, device, name, teacher_logits=None, T=1.0, alpha=1
     model = MLP(recipe.sizes(x.shape[1], nkdata.NUM_CLASSES), dropout_input=recipe.dropout_input,
                 dropout_hidden=recipe.dropout_hidden, max_norm=recipe.max_norm or None, seed=seed, device=device)
     t0 = time.perf_counter()
-    state = {"history": None}
+    state = {"history": None, "stopped": False}
 
-    def callback(epoch, history):
+    def callback(epoch, history):  # True stops train_model after this epoch
         state["history"] = history
         elapsed = time.perf_counter() - t0
-        if budget_s is not None and epoch < recipe.epochs and elapsed + history["seconds"][-1] > budget_s:
-            raise _OutOfTime
+        state["stopped"] = budget_s is not None and epoch < recipe.epochs and elapsed + history["seconds"][-1] > budget_s
+        return state["stopped"]
 
     distil = {} if teacher_logits is None else dict(teacher_logits=teacher_logits, T=T, alpha=alpha)
-    stopped = False
-    try:
-        train_model(model, x, y, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
-                    lr_decay=recipe.lr_decay, momentum=recipe.momentum,
-                    momentum_start=recipe.momentum_start if recipe.momentum_ramp else None,
-                    momentum_ramp=recipe.momentum_ramp, jitter=recipe.jitter, seed=seed, progress=False,
-                    log=log, name=name, callback=callback, **distil)
-    except _OutOfTime:
-        stopped = True
-        if log:
-            log(f"{name}: stopped after epoch {len(state['history']['epoch'])} of {recipe.epochs}: "
-                f"the next epoch would pass the {budget_s / 60:.1f} min budget")
+    train_model(model, x, y, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
+                lr_decay=recipe.lr_decay, momentum=recipe.momentum,
+                momentum_start=recipe.momentum_start if recipe.momentum_ramp else None,
+                momentum_ramp=recipe.momentum_ramp, jitter=recipe.jitter, seed=seed, progress=False,
+                log=log, name=name, callback=callback, **distil)
+    stopped = state["stopped"]
+    if stopped and log:
+        log(f"{name}: stopped after epoch {len(state['history']['epoch'])} of {recipe.epochs}: "
+            f"the next epoch would pass the {budget_s / 60:.1f} min budget")
     history = state["history"] or {"epoch": [], "loss": [], "seconds": []}
     info = {"epochs_run": len(history["epoch"]), "epochs_planned": recipe.epochs, "stopped_by_budget": stopped,
             "seconds": round(time.perf_counter() - t0, 2), "final_loss": history["loss"][-1] if history["loss"] else None,

@@ -10,7 +10,7 @@ in the docstrings and in docs/gradients.md.
 """
 
 from .backend import cuda_available, get_array_module, get_xp, resolve_device, to_numpy
-from .gradcheck import GradcheckResult, gradcheck
+from .gradcheck import GradcheckResult, clear_kinks, gradcheck
 from .layers import Dropout, Linear, ReLU, max_norm_
 from .losses import (
     cross_entropy,
@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MLP", "SGD", "Adam", "Dropout", "Linear", "ReLU", "GradcheckResult",
-    "cross_entropy", "cross_entropy_grad", "cuda_available", "distillation_loss",
+    "clear_kinks", "cross_entropy", "cross_entropy_grad", "cuda_available", "distillation_loss",
     "distillation_loss_grad", "exponential_decay", "get_array_module", "get_xp",
     "gradcheck", "kd_loss", "kd_loss_grad", "linear_ramp", "log_softmax",
     "logit_matching_loss", "logit_matching_loss_grad", "max_norm_", "resolve_device",

@@ -155,3 +155,30 @@ def gradcheck(f, inputs, grads, *, eps=1e-3, order=4, full=True, directions=3, m
             worst = (err, f"direction {d_i}", num, ana)
 
     return GradcheckResult(float(worst[0]), worst[1], float(worst[2]), float(worst[3]), evals)
+
+
+def clear_kinks(model, x, margin, max_tries=100):
+    """Shift an MLP's hidden biases until no pre-activation on x lies within ``margin`` of a ReLU kink.
+
+    A ReLU network is piecewise linear; a finite difference that steps across
+    a kink (a pre-activation changing sign) measures neither side's slope.
+    Before checking an MLP's backward with :func:`gradcheck`, call this with
+    a margin larger than the steps the check takes (for eps = 1e-4 and the
+    four-point stencil, 0.02 is ample): every pre-activation a = x W + b that
+    is closer than ``margin`` to 0 has its unit's bias raised by 3 margin,
+    layer by layer, until none is.  It runs the model forward with
+    ``keep_masks=True``, so draw the dropout masks first (one
+    ``model.forward(x, train=True)``) and keep them for the check.
+
+    Raises RuntimeError if ``max_tries`` rounds per layer do not clear the kinks.
+    """
+    for linear in model.linears[:-1]:
+        for _ in range(max_tries):
+            model.forward(x, train=True, keep_masks=True)
+            close = (abs(linear.x @ linear.W + linear.b) < margin).any(axis=0)
+            if not bool(close.any()):
+                break
+            linear.b[close] += 3 * margin
+        else:
+            raise RuntimeError(f"clear_kinks: {max_tries} rounds did not move the pre-activations "
+                               f"at least {margin} away from 0")

@@ -274,6 +274,8 @@ def train_model(model, x, y, *, epochs, batch_size=100, lr=0.1, lr_decay=1.0, mo
         The model's name in the progress bar and log.
     callback : callable, optional
         ``callback(epoch, history)`` after each epoch's checkpoint (epoch counts from 1).
+        If it returns True, training stops there (e.g. at the end of a time
+        budget); the history then ends at that epoch.
 
     Returns
     -------
@@ -394,8 +396,8 @@ def train_model(model, x, y, *, epochs, batch_size=100, lr=0.1, lr_decay=1.0, mo
             val = f"val {val_errors} errors ({100 * val_errors / len(y_val):.2f}%)" if validate else "no validation"
             log(f"{name:9s} epoch {epoch + 1:3d}/{epochs}  loss {loss:.4f}  {val}  "
                 f"lr {optimizer.lr:.4g}  momentum {optimizer.momentum:.3g}  {seconds:.1f} s")
-        if callback is not None:
-            callback(epoch + 1, history)
+        if callback is not None and callback(epoch + 1, history):
+            break  # the callback asked to stop: the model holds this epoch's weights
 
     history["setup_seconds"] = setup_seconds
     history["total_seconds"] = setup_seconds + float(sum(history["seconds"]))

@@ -52,3 +52,28 @@ def test_argument_errors():
         nk.gradcheck(lambda: 0.0, [x.astype(np.float32)], [x])
     with pytest.raises(ValueError, match="order"):
         nk.gradcheck(lambda: 0.0, [x], [x], order=3)
+
+
+def test_clear_kinks_moves_every_pre_activation_off_zero():
+    rng = np.random.default_rng(3)
+    model = nk.MLP([20, 16, 16, 3], dropout_input=0.2, dropout_hidden=0.5, seed=1, dtype="float64")
+    x = rng.normal(size=(32, 20))
+    model.forward(x, train=True)
+    before = [np.abs(layer.x @ layer.W + layer.b).min() for layer in model.linears[:-1]]
+    assert min(before) < 0.05  # the check below is not vacuous: 512 pre-activations per layer come this close
+    dropouts = [layer for layer in model.layers if isinstance(layer, nk.Dropout)]
+    masks = [d.mask.copy() for d in dropouts]
+    nk.clear_kinks(model, x, 0.05)
+    model.forward(x, train=True, keep_masks=True)
+    for layer in model.linears[:-1]:
+        assert np.abs(layer.x @ layer.W + layer.b).min() >= 0.05
+    assert len(masks) == 3
+    for old, d in zip(masks, dropouts):  # the masks the check will see are those drawn before
+        np.testing.assert_array_equal(old, d.mask)
+
+
+def test_clear_kinks_says_when_it_gives_up():
+    model = nk.MLP([4, 3, 2], seed=0, dtype="float64")
+    x = np.zeros((2, 4))  # every pre-activation is the bias, 0 at init
+    with pytest.raises(RuntimeError, match="clear_kinks"):
+        nk.clear_kinks(model, x, 0.1, max_tries=0)

@@ -19,28 +19,10 @@ def host(a):
     return nk.to_numpy(a)
 
 
-def clear_kinks(model, x, margin):
-    """Shift hidden biases until no pre-activation lies within ``margin`` of the ReLU kink at 0.
-
-    The dropout masks of the last training forward are kept, so the function that the
-    finite differences see is smooth (piecewise linear pieces never switch).
-    """
-    for linear in model.linears[:-1]:
-        for _ in range(100):
-            model.forward(x, train=True, keep_masks=True)
-            a = linear.x @ linear.W + linear.b
-            close = (abs(a) < margin).any(axis=0)
-            if not bool(close.any()):
-                break
-            linear.b[close] += 3 * margin
-        else:
-            raise AssertionError("could not move the pre-activations off the kink")
-
-
 def loss_and_grads(model, x, y, v, T, alpha, margin):
     """A distillation loss through the model, with fixed dropout masks, and its analytic gradients."""
     model.forward(x, train=True)  # draws the masks, kept from here on
-    clear_kinks(model, x, margin)
+    nk.clear_kinks(model, x, margin)
     z = model.forward(x, train=True, keep_masks=True)
     grads = [g.copy() for g in model.backward(nk.distillation_loss_grad(z, v, y, T, alpha))]
 

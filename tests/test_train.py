@@ -108,6 +108,21 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_bit_for_bit(tiny, tmp_
     assert h_resumed["epoch"] == [1, 2, 3, 4]
 
 
+def test_callback_returning_true_stops_after_that_epoch(tiny, tmp_path):
+    short, h_short = _run(tiny, tmp_path, 2, False, "short")
+    seen = []
+
+    def stop_after_2(epoch, history):
+        seen.append(epoch)
+        return epoch == 2
+
+    stopped, h_stopped = _run(tiny, tmp_path, 5, False, "stopped", callback=stop_after_2)
+    assert seen == [1, 2] and h_stopped["epoch"] == [1, 2]
+    # epoch e's shuffle, masks and learning rate depend only on (seed, e): the same weights as a 2-epoch run
+    assert all(np.array_equal(a, b) for a, b in zip(short.params, stopped.params))
+    assert h_stopped["loss"] == h_short["loss"]
+
+
 def test_same_seed_same_run_other_seed_other_run(tiny):
     x, y, _, _ = tiny
 
