@@ -88,11 +88,17 @@ def teacher_recipe(args):
         momentum=args.teacher_momentum, momentum_start=0.5, momentum_ramp=args.teacher_momentum_ramp)
 
 
-def student_recipe(args, hidden, epochs):
-    """An unregularised student (no dropout, max-norm or jitter): the paper's 2x800 net, or a narrower one."""
+def student_recipe(args, hidden, epochs, n_images=60000):
+    """An unregularised student (no dropout, max-norm or jitter): the paper's 2x800 net, or a narrower one.
+
+    ``--student-lr-decay`` is the factor per 60,000 images seen, so that a
+    student of a smaller transfer set (only78's 11,000 images) anneals at the
+    same pace per update: its per-epoch decay is ``decay ** (n_images / 60000)``.
+    """
     return dataclasses.replace(
         PRESETS["paper"]["student"], hidden=tuple(hidden), epochs=epochs, lr=args.student_lr,
-        lr_decay=args.student_lr_decay, momentum=0.9, momentum_start=0.5, momentum_ramp=args.student_momentum_ramp)
+        lr_decay=args.student_lr_decay ** (n_images / 60000), momentum=0.9, momentum_start=0.5,
+        momentum_ramp=args.student_momentum_ramp)
 
 
 def fit(recipe, x, y, *, seed, device, name, teacher_logits=None, T=1.0, alpha=1.0, budget_s=None, log=print):
@@ -204,7 +210,7 @@ class Context:
         v = None
         if T is not None:
             v = self.logits if rows is None else self.logits[rows]
-        return fit(student_recipe(self.args, hidden, epochs), x, y, seed=seed, device=self.device, name=name,
+        return fit(student_recipe(self.args, hidden, epochs, len(x)), x, y, seed=seed, device=self.device, name=name,
                    teacher_logits=v, T=1.0 if T is None else T, alpha=alpha, log=self.log)
 
     def log(self, line):
@@ -662,9 +668,10 @@ def build_parser():
     s = p.add_argument_group("students (no dropout, no max-norm, no jitter)")
     s.add_argument("--student-hidden", type=int, nargs="+", default=[800, 800],
                    help="table, omit3 and only78 students")
-    s.add_argument("--student-epochs", type=int, default=15, help="table students")
+    s.add_argument("--student-epochs", type=int, default=30, help="table students")
     s.add_argument("--student-lr", type=float, default=0.05)
-    s.add_argument("--student-lr-decay", type=float, default=0.85)
+    s.add_argument("--student-lr-decay", type=float, default=0.9,
+                   help="lr factor per 60,000 images seen (per epoch of the full set)")
     s.add_argument("--student-momentum-ramp", type=int, default=2, help="momentum 0.5 -> 0.9 over N epochs")
     s.add_argument("--T", type=float, default=20.0, help="temperature of table, omit3, only78")
     s.add_argument("--alpha", type=float, default=1.0, help="weight of the soft term (1: soft targets only)")
@@ -672,10 +679,11 @@ def build_parser():
                    help="table: also a distilled student with this alpha (a small hard-label weight); "
                         "pass a negative number to skip it")
     s.add_argument("--sweep-T", type=float, nargs="+", default=list(SWEEP_T))
-    s.add_argument("--sweep-epochs-300", type=int, default=8)
-    s.add_argument("--sweep-epochs-30", type=int, default=15)
-    s.add_argument("--omit3-epochs", type=int, default=12)
-    s.add_argument("--only78-epochs", type=int, default=40)
+    s.add_argument("--sweep-epochs-300", type=int, default=20)
+    s.add_argument("--sweep-epochs-30", type=int, default=30)
+    s.add_argument("--omit3-epochs", type=int, default=30)
+    s.add_argument("--only78-epochs", type=int, default=150,
+                   help="epochs of the 11,000-image set (150: about as many updates as 30 full epochs)")
     s.add_argument("--shift-max", type=float, default=20.0, help="bias-shift grid: 0 .. this")
     s.add_argument("--shift-step", type=float, default=0.25)
     return p

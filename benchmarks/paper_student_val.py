@@ -51,6 +51,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--val", type=int, default=5000)
     p.add_argument("--data-dir")
+    p.add_argument("--no-verify", action="store_true", help="skip the checksums (for home-made test data)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="write the curves here")
     args = p.parse_args(argv)
@@ -59,7 +60,7 @@ def main(argv=None):
 
     device = resolve_device(args.device)
     xp = MLP([1, 1], device=device).xp
-    ds = nkdata.load("mnist", args.data_dir)
+    ds = nkdata.load("mnist", args.data_dir, verify=not args.no_verify)
     x = nkdata.to_float(ds.x_train, xp)
     y = xp.asarray(ds.y_train)
     n = len(x) - args.val
@@ -67,6 +68,8 @@ def main(argv=None):
     if args.teacher:
         v = compute_teacher_logits(MLP.load(args.teacher, device=device), x[:n])
     base = PRESETS["paper"]["student"]
+    if not 0 < args.val < len(x):
+        p.error(f"--val must be in (0, {len(x)})")
     runs = []
     for lr, decay, epochs in args.schedule:
         for role in args.roles:

@@ -97,3 +97,30 @@ def test_teacher_budget_stops_at_an_epoch_boundary(paper_mnist, tmp_path):
     model, info = paper_mnist.fit(paper_mnist.teacher_recipe(args), x, y, seed=0, device="cpu", name="t",
                                   budget_s=1e-9, log=None)
     assert info["stopped_by_budget"] and info["epochs_run"] == 1 and info["epochs_planned"] == 50
+
+
+def test_student_lr_decay_is_per_60000_images(paper_mnist):
+    args = paper_mnist.build_parser().parse_args(["table", "--student-lr-decay", "0.9"])
+    full = paper_mnist.student_recipe(args, (800, 800), 30)
+    small = paper_mnist.student_recipe(args, (800, 800), 150, n_images=12000)
+    assert full.lr_decay == 0.9
+    assert small.lr_decay == pytest.approx(0.9 ** 0.2)
+    assert small.lr_decay ** 150 == pytest.approx(full.lr_decay ** 30)  # same lr after the same number of images
+
+
+def test_student_val_script_records_a_curve_per_role(tmp_path):
+    spec = importlib.util.spec_from_file_location("paper_student_val", SCRIPT.with_name("paper_student_val.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = write_tiny_mnist(tmp_path / "mnist")
+    teacher = tmp_path / "teacher.npz"
+    import nanokd as nk
+    nk.MLP([784, 30, 10], seed=0).save(teacher)
+    out = tmp_path / "val.json"
+    module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20", "20",
+                 "--schedule", "0.05:0.9:3", "--schedule", "0.1:0.8:2", "--val", "100", "--json", str(out)])
+    rec = json.loads(out.read_text())
+    assert [(r["role"], r["epochs"]) for r in rec["runs"]] == [("baseline", 3), ("distilled", 3),
+                                                               ("baseline", 2), ("distilled", 2)]
+    assert all(len(r["val_errors"]) == r["epochs"] and all(0 <= e <= 100 for e in r["val_errors"])
+               for r in rec["runs"])
