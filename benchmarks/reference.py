@@ -198,12 +198,13 @@ def check_mlp(xp=np, dtype="float64", n_cases=6, seed=0, sizes=None):
 FLOAT32_NOTE = """
   note: with T large next to the logits, p and q are both close to uniform and
   KL(p || q) is of second order in (z - v)/T, while each term p_i (log p_i - log q_i)
-  carries a float32 rounding error of about 6e-8 |log p_i| (first order).  The
-  value's relative error then grows like 6e-8 log(C) / KL, and the gradient
-  T (q - p)/N, a difference of two nearly equal probabilities, like 6e-8 / |q - p|.
-  This is the rounding of the formula itself: PyTorch evaluating it in float32
-  (column 'PyTorch float32', same cases) misses the 1e-5 target in the same
-  corner.  float64 meets 1e-9 everywhere.  The tolerance is left at 1e-5."""
+  of the textbook sum is of first order: summed as written in float32, the value's
+  relative error grows like 6e-8 log(C) / KL, and T (q - p)/N, a difference of two
+  nearly equal probabilities, like 6e-8 / |q - p|.  The column 'PyTorch float32'
+  shows that formula's rounding.  nanokd sums KL = sum_i q_i psi(l_i) with
+  l = log p - log q computed from (v - z)/T (losses.log_ratio, docs/gradients.md
+  section 3), which keeps float32 within the target there.  A row above target
+  here means that this no longer holds: a bug, not rounding."""
 
 
 def run(xp=np, dtypes=("float64", "float32"), n_loss_cases=200, n_mlp_cases=6, seed=0, log=print):

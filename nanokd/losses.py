@@ -197,6 +197,56 @@ def cross_entropy_grad(z, y, *, check=True):
 # --------------------------------------------------------------------------
 
 
+def log_ratio(z, v, T, *, check=True):
+    r"""l = log p - log q, row by row, accurate to float precision even when p and q nearly agree.
+
+    See docs/gradients.md, section 3 ("Keeping the digits of a small KL").
+    Returns ``(log q, log p, l)``, each (N, C); the first two are
+    :func:`log_softmax` of z and of v.
+
+    Notes
+    -----
+    Subtracting two log-softmaxes, log p_i - log q_i, loses the digits of l
+    when p ~ q: each log-softmax is rounded relative to the *logits*
+    (about eps |v/T|), and that error is passed on whole to l, which may be
+    far smaller.  But l depends on z and v only through d = (v - z)/T, which
+    a float subtraction gets to within one rounding of its own size:
+
+        l_i = log p_i - log q_i = d_i - log sum_j q_j exp(d_j),
+
+    since  p_i / q_i = exp(v_i/T) / exp(z_i/T) * sum_j exp(z_j/T) / sum_j exp(v_j/T)
+    and    sum_j exp(v_j/T) / sum_j exp(z_j/T) = sum_j q_j exp(d_j).
+
+    Centre d on its q-weighted mean, e = d - sum_j q_j d_j (a shift of d by
+    a constant leaves l unchanged; d is first shifted so that its entry for
+    the most probable class is 0, which keeps the rounding of that mean
+    proportional to the spread of d, not to its size).  Then sum_j q_j e_j = 0, so
+
+        log sum_j q_j exp(e_j) = log1p(sum_j q_j expm1(e_j)),
+
+    whose argument is >= 0 (expm1(e) >= e) and of second order in e: both
+    functions keep the digits of tiny arguments.  When some e_j is huge
+    (above 30; exp would overflow float32 near 88) p and q are so different
+    that the plain difference of log-softmaxes loses nothing that matters,
+    and that row uses it instead.
+    """
+    if check:
+        _check_pair(z, v)
+        _check_temperature(T)
+    xp = get_array_module(z)
+    logq = log_softmax(z, T, check=False)
+    q = xp.exp(logq)
+    d = (v - z) / T
+    rows, top = xp.arange(d.shape[0]), z.argmax(axis=1)
+    d -= d[rows, top][:, None]  # first relative to the class of largest q: d_top = 0 exactly ...
+    e = d - (q * d).sum(axis=1, keepdims=True)  # ... so this mean is small wherever q is concentrated
+    s = (q * xp.expm1(xp.minimum(e, 30))).sum(axis=1, keepdims=True)
+    l = e - xp.log1p(xp.maximum(s, 0))
+    logp = log_softmax(v, T, check=False)
+    huge = e.max(axis=1, keepdims=True) > 30
+    return logq, logp, xp.where(huge, logp - logq, l)
+
+
 def kd_loss(z, v, T, *, check=True):
     r"""The soft-target loss  T^2 * (1/N) sum_n KL(p_n || q_n).
 
@@ -204,10 +254,7 @@ def kd_loss(z, v, T, *, check=True):
 
     With p = softmax(v/T) and q = softmax(z/T):
 
-        KL(p || q) = sum_i p_i (log p_i - log q_i),
-
-    computed from two log-softmaxes (never the log of a probability, which
-    underflows to -inf).
+        KL(p || q) = sum_i p_i (log p_i - log q_i).
 
     Notes
     -----
@@ -224,16 +271,35 @@ def kd_loss(z, v, T, *, check=True):
     roughly unchanged when T is varied, so the relative weight of the soft and
     hard terms of :func:`distillation_loss` does not depend on T.
 
+    *How it is summed.*  When p ~ q the terms p_i l_i (l = log p - log q)
+    are of first order in l but their sum is of second order: summing them
+    as written cancels most digits (in float32, the loss at T = 50 could be
+    wrong in its second digit).  With p_i = q_i exp(l_i), sum p = sum q = 1:
+
+        KL = sum_i p_i l_i - sum_i p_i + sum_i q_i = sum_i q_i psi(l_i),
+        psi(l) = 1 - exp(l) (1 - l) = l^2/2 + l^3/3 + l^4/8 + ...  >= 0,
+
+    a sum of non-negative terms, each accurate when l is (:func:`log_ratio`).
+    psi is summed by its series (coefficients (k-1)/k!) for small |l| and
+    as q_i + p_i (l_i - 1) otherwise.
+
     The gradient is :func:`kd_loss_grad`.
     """
     if check:
         _check_pair(z, v)
         _check_temperature(T)
     xp = get_array_module(z)
-    logp = log_softmax(v, T, check=False)
-    logq = log_softmax(z, T, check=False)
-    kl = (xp.exp(logp) * (logp - logq)).sum(axis=1)
-    return T * T * kl.mean()
+    logq, logp, l = log_ratio(z, v, T, check=False)
+    q = xp.exp(logq)
+    small = 0.25 if l.dtype.itemsize <= 4 else 0.01  # below it, the series to l^8 is exact to the last bit
+    t = xp.clip(l, -small, small)  # the series is used only there; clipping keeps far-away l from overflowing
+    series = t * t * (1 / 2 + t * (1 / 3 + t * (1 / 8 + t * (1 / 30 + t * (1 / 144 + t * (1 / 840 + t / 5760))))))
+    # q psi(l) = q - q exp(l) + q exp(l) l = q + p (l - 1), with p = q exp(l) = exp(log q + l) unless l is
+    # so large that the rounding of log q + l (about eps |l|) would matter more than that of log p
+    p = xp.exp(xp.where(xp.abs(l) < 30, logq + l, logp))
+    direct = q + p * (l - 1)
+    terms = xp.where(xp.abs(l) < small, q * series, direct)
+    return T * T * terms.sum(axis=1).mean()
 
 
 def kd_loss_grad(z, v, T, *, check=True):
@@ -251,14 +317,21 @@ def kd_loss_grad(z, v, T, *, check=True):
                                     = (q_j - p_j) / T,
 
     because sum_i p_i = 1.  Times T^2 and the batch mean 1/N gives T (q - p)/N.
+
+    q - p is computed as -q expm1(l), l = log p - log q (:func:`log_ratio`),
+    which keeps its digits when p ~ q, where a difference of two softmaxes
+    would cancel them; where |l_i| >= 1 (p_i and q_i a factor e apart or
+    more), as q_i - p_i directly, which then cancels nothing.
     """
     if check:
         _check_pair(z, v)
         _check_temperature(T)
-    q = softmax(z, T, check=False)
-    q -= softmax(v, T, check=False)
-    q *= T / z.shape[0]
-    return q
+    xp = get_array_module(z)
+    logq, logp, l = log_ratio(z, v, T, check=False)
+    q = xp.exp(logq)
+    g = xp.where(xp.abs(l) < 1, -q * xp.expm1(xp.clip(l, -1, 1)), q - xp.exp(logp))
+    g *= T / z.shape[0]
+    return g
 
 
 def distillation_loss(z, v, y, T, alpha, *, check=True):

@@ -26,15 +26,12 @@ def test_losses_match_pytorch_float64(xp):
     assert {k: w["error"] for k, w in worst.items() if w["error"] > 1e-9} == {}
 
 
-def test_losses_match_pytorch_float32_or_fail_where_pytorch_does_too(xp):
-    """float32: within 1e-5, except where PyTorch's own float32 evaluation misses it as well (see FLOAT32_NOTE)."""
+def test_losses_match_pytorch_float32(xp):
+    """float32 within 1e-5 of PyTorch float64 everywhere, including the corner (T large next to the
+    logits) where PyTorch's own float32 evaluation of the plain formula misses it."""
     worst = reference.check_losses(xp, "float32", n_cases=40, seed=1)
-    bad = {k: (w["error"], w["torch_same_dtype"]) for k, w in worst.items()
-           if w["error"] > 1e-5 and not (w["torch_same_dtype"] or 0) > 1e-5}
-    assert bad == {}
-    # and nanokd is never far worse than PyTorch in the same dtype
-    for key, w in worst.items():
-        assert w["error"] <= max(1e-5, 20 * w["torch_same_dtype"]), (key, w)
+    assert {k: w["error"] for k, w in worst.items() if w["error"] > 1e-5} == {}
+    assert worst["kd_loss value"]["torch_same_dtype"] > 1e-5  # the corner is in these cases
 
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-9), ("float32", 1e-5)])
