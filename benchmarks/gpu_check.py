@@ -202,8 +202,7 @@ def _breakdown(case, N, device, sync, reps=30):
     def loss():
         z = state["z"]
         if step.distill:
-            state["loss"] = nk_.distillation_loss(z, step.v, step.y, T, alpha, check=False)
-            state["g"] = nk_.distillation_loss_grad(z, step.v, step.y, T, alpha, check=False)
+            state["loss"], state["g"] = nk_.distillation_loss_and_grad(z, step.v, step.y, T, alpha, check=False)
         else:
             state["loss"] = nk_.cross_entropy(z, step.y, check=False)
             state["g"] = nk_.cross_entropy_grad(z, step.y, check=False)
@@ -295,8 +294,8 @@ def section_no_sync(n_batches=60, batch_size=100, n=6000):
                 z = model.forward(xb, train=True)
                 if role == "distill":
                     vb = v_all[idx]
-                    loss_sum += nk.distillation_loss(z, vb, yb, 20.0, 0.9, check=False)
-                    g = nk.distillation_loss_grad(z, vb, yb, 20.0, 0.9, check=False)
+                    loss, g = nk.distillation_loss_and_grad(z, vb, yb, 20.0, 0.9, check=False)
+                    loss_sum += loss
                 else:
                     loss_sum += nk.cross_entropy(z, yb, check=False)
                     g = nk.cross_entropy_grad(z, yb, check=False)

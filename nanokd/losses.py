@@ -247,7 +247,7 @@ def log_ratio(z, v, T, *, check=True):
     return logq, logp, xp.where(huge, logp - logq, l)
 
 
-def kd_loss(z, v, T, *, check=True):
+def kd_loss(z, v, T, *, check=True, ratio=None):
     r"""The soft-target loss  T^2 * (1/N) sum_n KL(p_n || q_n).
 
     See docs/gradients.md, sections 3 and 4.
@@ -271,6 +271,9 @@ def kd_loss(z, v, T, *, check=True):
     roughly unchanged when T is varied, so the relative weight of the soft and
     hard terms of :func:`distillation_loss` does not depend on T.
 
+    ``ratio``: the ``(log q, log p, l)`` of :func:`log_ratio` for these z, v
+    and T, when the caller has it already (see :func:`distillation_loss_and_grad`).
+
     *How it is summed.*  When p ~ q the terms p_i l_i (l = log p - log q)
     are of first order in l but their sum is of second order: summing them
     as written cancels most digits (in float32, the loss at T = 50 could be
@@ -289,7 +292,7 @@ def kd_loss(z, v, T, *, check=True):
         _check_pair(z, v)
         _check_temperature(T)
     xp = get_array_module(z)
-    logq, logp, l = log_ratio(z, v, T, check=False)
+    logq, logp, l = log_ratio(z, v, T, check=False) if ratio is None else ratio
     q = xp.exp(logq)
     small = 0.25 if l.dtype.itemsize <= 4 else 0.01  # below it, the series to l^8 is exact to the last bit
     t = xp.clip(l, -small, small)  # the series is used only there; clipping keeps far-away l from overflowing
@@ -302,7 +305,7 @@ def kd_loss(z, v, T, *, check=True):
     return T * T * terms.sum(axis=1).mean()
 
 
-def kd_loss_grad(z, v, T, *, check=True):
+def kd_loss_grad(z, v, T, *, check=True, ratio=None):
     r"""Gradient of :func:`kd_loss` with respect to z:  T (q - p) / N.
 
     See docs/gradients.md, sections 3 and 4.
@@ -321,13 +324,14 @@ def kd_loss_grad(z, v, T, *, check=True):
     q - p is computed as -q expm1(l), l = log p - log q (:func:`log_ratio`),
     which keeps its digits when p ~ q, where a difference of two softmaxes
     would cancel them; where |l_i| >= 1 (p_i and q_i a factor e apart or
-    more), as q_i - p_i directly, which then cancels nothing.
+    more), as q_i - p_i directly, which then cancels nothing.  ``ratio`` as
+    in :func:`kd_loss`.
     """
     if check:
         _check_pair(z, v)
         _check_temperature(T)
     xp = get_array_module(z)
-    logq, logp, l = log_ratio(z, v, T, check=False)
+    logq, logp, l = log_ratio(z, v, T, check=False) if ratio is None else ratio
     q = xp.exp(logq)
     g = xp.where(xp.abs(l) < 1, -q * xp.expm1(xp.clip(l, -1, 1)), q - xp.exp(logp))
     g *= T / z.shape[0]
@@ -380,6 +384,30 @@ def distillation_loss_grad(z, v, y, T, alpha, *, check=True):
         g *= alpha
         g += (1 - alpha) * cross_entropy_grad(z, y, check=False)
     return g
+
+
+def distillation_loss_and_grad(z, v, y, T, alpha, *, check=True):
+    r"""``(distillation_loss(...), distillation_loss_grad(...))`` in one pass, for the training loop.
+
+    The same arithmetic as the two functions, bit for bit (tests/test_fastpath.py),
+    with :func:`log_ratio`, the costly part, computed once and shared by the
+    value and the gradient of the soft term.
+    """
+    if check:
+        _check_pair(z, v)
+        _check_labels(y, z)
+        _check_temperature(T)
+        _check_alpha(alpha)
+    if alpha == 0:
+        return cross_entropy(z, y, check=False), cross_entropy_grad(z, y, check=False)
+    ratio = log_ratio(z, v, T, check=False)
+    loss = alpha * kd_loss(z, v, T, check=False, ratio=ratio)
+    g = kd_loss_grad(z, v, T, check=False, ratio=ratio)
+    if alpha < 1:
+        loss = loss + (1 - alpha) * cross_entropy(z, y, check=False)
+        g *= alpha
+        g += (1 - alpha) * cross_entropy_grad(z, y, check=False)
+    return loss, g
 
 
 # --------------------------------------------------------------------------

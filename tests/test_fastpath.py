@@ -3,7 +3,9 @@
 * dropout keep masks drawn from raw random bits (layers.bernoulli_keep) are the
   masks of ``rng.random(shape, dtype) >= p``, bit for bit;
 * the optimizers' cache-sized pieces (optim.pieces) give the same update,
-  element for element, as the formula applied to whole arrays.
+  element for element, as the formula applied to whole arrays;
+* the training loop's distillation_loss_and_grad gives distillation_loss and
+  distillation_loss_grad, bit for bit.
 """
 
 import numpy as np
@@ -93,3 +95,19 @@ def test_numpy_float64_learning_rate_keeps_float32_arithmetic():
     opt.step([np.full(10, 0.3, dtype=np.float32)])
     assert w.dtype == np.float32
     np.testing.assert_array_equal(w, np.float32(1) - np.float32(0.1) * np.float32(0.3))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("alpha", [0.0, 0.1, 0.9, 1.0])
+@pytest.mark.parametrize("T", [1.0, 4.0, 20.0])
+def test_fused_distillation_loss_and_grad_equals_the_two_functions(xp, dtype, alpha, T):
+    rng = np.random.default_rng(int(T * 10 + alpha * 100))
+    z = xp.asarray(rng.normal(size=(100, 10)) * 5, dtype=dtype)
+    v = xp.asarray(rng.normal(size=(100, 10)) * 5, dtype=dtype)
+    y = xp.asarray(rng.integers(0, 10, 100))
+    loss, g = nk.distillation_loss_and_grad(z, v, y, T, alpha)
+    assert float(loss) == float(nk.distillation_loss(z, v, y, T, alpha))
+    assert g.dtype == dtype
+    np.testing.assert_array_equal(nk.to_numpy(g), nk.to_numpy(nk.distillation_loss_grad(z, v, y, T, alpha)))
+    with pytest.raises(ValueError, match="alpha"):
+        nk.distillation_loss_and_grad(z, v, y, T, 1.5)
