@@ -62,6 +62,7 @@ from nanokd.train import PRESETS, Recipe, compute_teacher_logits, evaluate_error
 RESULTS = REPO / "benchmarks" / "results"
 EXPERIMENTS = ("table", "sweep", "omit3", "only78")
 SWEEP_T = (1.0, 2.0, 2.5, 3.0, 4.0, 5.0, 8.0, 10.0, 20.0)
+TEACHER, STUDENT = PRESETS["paper"]["teacher"], PRESETS["paper"]["student"]  # the flags' defaults
 
 #: The paper's figures (section 3), test errors out of 10,000 unless marked %.
 PAPER = {
@@ -81,7 +82,7 @@ def teacher_recipe(args):
 
     The architecture and regularisers are those of ``PRESETS["paper"]``; the
     schedule (epochs, learning rate and its per-epoch decay, momentum ramp)
-    comes from the flags, because the preset's 500 epochs are hours on a CPU.
+    comes from the flags, whose defaults are the preset's.
     """
     return dataclasses.replace(
         PRESETS["paper"]["teacher"], hidden=tuple(args.teacher_hidden), epochs=args.teacher_epochs, lr=args.teacher_lr, lr_decay=args.teacher_lr_decay,
@@ -656,11 +657,13 @@ def build_parser():
     t.add_argument("--save-teacher", metavar="PATH", default=str(REPO / "runs" / "paper_mnist" / "teacher.npz"),
                    help="where a trained teacher goes (with a .json of how it was trained); '' for nowhere")
     t.add_argument("--teacher-hidden", type=int, nargs="+", default=[1200, 1200], help="the paper's 2x1200")
-    t.add_argument("--teacher-epochs", type=int, default=60)
-    t.add_argument("--teacher-lr", type=float, default=0.1)
-    t.add_argument("--teacher-lr-decay", type=float, default=0.94, help="lr of epoch e is lr * decay**e")
-    t.add_argument("--teacher-momentum", type=float, default=0.9, help="ramped up from 0.5")
-    t.add_argument("--teacher-momentum-ramp", type=int, default=2, help="epochs of the momentum ramp")
+    t.add_argument("--teacher-epochs", type=int, default=TEACHER.epochs)
+    t.add_argument("--teacher-lr", type=float, default=TEACHER.lr)
+    t.add_argument("--teacher-lr-decay", type=float, default=TEACHER.lr_decay,
+                   help="lr of epoch e is lr * decay**e (0.985: about 1%% of lr after 300 epochs)")
+    t.add_argument("--teacher-momentum", type=float, default=TEACHER.momentum, help="ramped up from 0.5")
+    t.add_argument("--teacher-momentum-ramp", type=int, default=TEACHER.momentum_ramp,
+                   help="epochs of the momentum ramp")
     t.add_argument("--teacher-seed", type=int, default=0)
     t.add_argument("--max-minutes", type=float, default=None,
                    help="stop training the teacher at the last epoch boundary that fits in this many minutes "
@@ -668,11 +671,12 @@ def build_parser():
     s = p.add_argument_group("students (no dropout, no max-norm, no jitter)")
     s.add_argument("--student-hidden", type=int, nargs="+", default=[800, 800],
                    help="table, omit3 and only78 students")
-    s.add_argument("--student-epochs", type=int, default=30, help="table students")
-    s.add_argument("--student-lr", type=float, default=0.05)
-    s.add_argument("--student-lr-decay", type=float, default=0.9,
+    s.add_argument("--student-epochs", type=int, default=STUDENT.epochs, help="table students")
+    s.add_argument("--student-lr", type=float, default=STUDENT.lr)
+    s.add_argument("--student-lr-decay", type=float, default=STUDENT.lr_decay,
                    help="lr factor per 60,000 images seen (per epoch of the full set)")
-    s.add_argument("--student-momentum-ramp", type=int, default=2, help="momentum 0.5 -> 0.9 over N epochs")
+    s.add_argument("--student-momentum-ramp", type=int, default=STUDENT.momentum_ramp,
+                   help="momentum 0.5 -> 0.9 over N epochs")
     s.add_argument("--T", type=float, default=20.0, help="temperature of table, omit3, only78")
     s.add_argument("--alpha", type=float, default=1.0, help="weight of the soft term (1: soft targets only)")
     s.add_argument("--hard-alpha", type=float, default=0.9,
