@@ -229,6 +229,12 @@ def log_ratio(z, v, T, *, check=True):
     (above 30; exp would overflow float32 near 88) p and q are so different
     that the plain difference of log-softmaxes loses nothing that matters,
     and that row uses it instead.
+
+    One loss of digits is left, and no float32 formula avoids it: l depends
+    on how v - z varies across the classes, while each v_i - z_i is rounded
+    relative to its own size.  When v - z is nearly the same for every class
+    (a student matching its teacher up to a shift), l keeps only about
+    eps |v - z| / (spread of v - z) of its relative precision.
     """
     if check:
         _check_pair(z, v)

@@ -267,16 +267,24 @@ def test_float32_stable_at_extremes(xp, seed, N, C, scale, T, alpha):
 def test_float32_kd_loss_keeps_its_digits_when_p_and_q_nearly_agree(xp, seed, N, C, scale, T, gap):
     """KL(p || q) is of second order in v - z; a plain float32 sum of p (log p - log q) cancels its
     first-order terms and loses digits (relative error ~1e-2 at T = 50). log_ratio's formula does not:
-    value and gradient within 1e-5 of float64, relative to their own size, for v - z from 1e-6 to 10."""
+    value and gradient within 1e-5 of float64, relative to their own size, for v - z from 1e-6 to 10.
+
+    What float32 cannot avoid: l depends on how v - z varies across the classes, and each v_i - z_i
+    is rounded relative to its own size. When v - z is nearly the same for every class (a student
+    that matches its teacher up to a shift), the variation keeps only ~eps |v - z| / spread of its
+    digits: the tolerance grows by that condition number."""
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(N, C)) * scale
     z32 = xp.asarray(z, dtype="float32")
     v32 = xp.asarray(z + rng.normal(size=(N, C)) * scale * gap, dtype="float32")
     z64, v64 = z32.astype("float64"), v32.astype("float64")  # the same numbers: only the arithmetic differs
+    w = host(v64 - z64)
+    cond = float((np.abs(w).max(axis=1) / np.maximum(np.ptp(w, axis=1), 1e-300)).max())
+    rel = 1e-5 + 2 * float(np.finfo(np.float32).eps) * min(cond, 1e6)
     kl64 = float(nk.kd_loss(z64, v64, T))
-    assert float(nk.kd_loss(z32, v32, T)) == pytest.approx(kl64, rel=1e-5, abs=1e-30)
+    assert float(nk.kd_loss(z32, v32, T)) == pytest.approx(kl64, rel=rel, abs=1e-30)
     g32, g64 = host(nk.kd_loss_grad(z32, v32, T)), host(nk.kd_loss_grad(z64, v64, T))
-    assert np.abs(g32 - g64).max() <= 1e-5 * np.abs(g64).max() + 1e-30
+    assert np.abs(g32 - g64).max() <= rel * np.abs(g64).max() + 1e-30
     # the float64 values themselves: KL >= 0, 0 only where p = q, and T (q - p)/N summing to 0 per row
     assert kl64 >= 0
     np.testing.assert_allclose(g64.sum(axis=1), 0, atol=1e-13 * T / N)  # entries are at most T/N
