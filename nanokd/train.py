@@ -486,7 +486,7 @@ PRESETS = {
     "paper": {
         "about": "the paper's section 3: teacher 784-1200-1200-10 with dropout, max-norm and jitter, student "
                  "784-800-800-10 without regularisation, with the schedules benchmarks/paper_mnist.py uses "
-                 "(the students' chosen on a validation split). The teacher takes about 70 minutes on a 2-core "
+                 "(the students' chosen on a validation split). The teacher takes 50-80 minutes on a 2-core "
                  "CPU (benchmarks/RESULTS.md), far less on a GPU; each student about 3 minutes on the CPU",
         "teacher": Recipe(hidden=(1200, 1200), epochs=300, batch_size=100, lr=0.1, lr_decay=0.985, momentum=0.9,
                           momentum_start=0.5, momentum_ramp=2, dropout_input=0.2, dropout_hidden=0.5,
