@@ -102,12 +102,16 @@ def student_recipe(args, hidden, epochs, n_images=60000):
         momentum_ramp=args.student_momentum_ramp)
 
 
-def fit(recipe, x, y, *, seed, device, name, teacher_logits=None, T=1.0, alpha=1.0, budget_s=None, log=print):
+def fit(recipe, x, y, *, seed, device, name, teacher_logits=None, T=1.0, alpha=1.0, budget_s=None, log=print,
+        checkpoint=None):
     """Build the recipe's MLP and train it with :func:`nanokd.train.train_model`.
 
     ``budget_s``: after each epoch, stop if the next epoch (as long as the last
     one) would end past the budget; the model then holds the weights of that
-    epoch boundary.  Returns ``(model, info)``, info a JSON-able dict.
+    epoch boundary.  ``checkpoint``: a path written after every epoch and, if
+    it exists, resumed from (bit for bit, with the same settings and number of
+    BLAS threads), so a long run can span several processes.  Returns
+    ``(model, info)``, info a JSON-able dict.
     """
     model = MLP(recipe.sizes(x.shape[1], nkdata.NUM_CLASSES), dropout_input=recipe.dropout_input,
                 dropout_hidden=recipe.dropout_hidden, max_norm=recipe.max_norm or None, seed=seed, device=device)
@@ -125,7 +129,8 @@ def fit(recipe, x, y, *, seed, device, name, teacher_logits=None, T=1.0, alpha=1
                 lr_decay=recipe.lr_decay, momentum=recipe.momentum,
                 momentum_start=recipe.momentum_start if recipe.momentum_ramp else None,
                 momentum_ramp=recipe.momentum_ramp, jitter=recipe.jitter, seed=seed, progress=False,
-                log=log, name=name, callback=callback, **distil)
+                log=log, name=name, callback=callback, checkpoint_path=checkpoint, resume=checkpoint is not None,
+                **distil)
     stopped = state["stopped"]
     if stopped and log:
         log(f"{name}: stopped after epoch {len(state['history']['epoch'])} of {recipe.epochs}: "
@@ -133,6 +138,7 @@ def fit(recipe, x, y, *, seed, device, name, teacher_logits=None, T=1.0, alpha=1
     history = state["history"] or {"epoch": [], "loss": [], "seconds": []}
     info = {"epochs_run": len(history["epoch"]), "epochs_planned": recipe.epochs, "stopped_by_budget": stopped,
             "seconds": round(time.perf_counter() - t0, 2), "final_loss": history["loss"][-1] if history["loss"] else None,
+            "epoch_seconds_all_runs": round(float(sum(history["seconds"])), 1),
             "recipe": dataclasses.asdict(recipe)}
     return model, info
 
@@ -187,7 +193,7 @@ class Context:
                   f"(budget {args.max_minutes} min)", flush=True)
             budget = None if args.max_minutes is None else 60 * args.max_minutes
             self.teacher, info = fit(recipe, self.x, self.y, seed=args.teacher_seed, device=self.device,
-                                     name="teacher", budget_s=budget)
+                                     name="teacher", budget_s=budget, checkpoint=args.teacher_checkpoint)
             errors = evaluate_errors(self.teacher, self.x_test, self.y_test)
             info.update(seed=args.teacher_seed, device=self.device, git_commit=git_commit(), test_errors=errors,
                         date=now(), command=command_line())
@@ -665,6 +671,9 @@ def build_parser():
     t.add_argument("--teacher-momentum-ramp", type=int, default=TEACHER.momentum_ramp,
                    help="epochs of the momentum ramp")
     t.add_argument("--teacher-seed", type=int, default=0)
+    t.add_argument("--teacher-checkpoint", metavar="PATH", default=None,
+                   help="save the teacher's training state here after every epoch, and continue from it if it "
+                        "exists (same settings; --teacher-epochs may grow): a long teacher over several runs")
     t.add_argument("--max-minutes", type=float, default=None,
                    help="stop training the teacher at the last epoch boundary that fits in this many minutes "
                         "(recorded as stopped_by_budget)")

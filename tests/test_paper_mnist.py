@@ -124,3 +124,22 @@ def test_student_val_script_records_a_curve_per_role(tmp_path):
                                                                ("baseline", 2), ("distilled", 2)]
     assert all(len(r["val_errors"]) == r["epochs"] and all(0 <= e <= 100 for e in r["val_errors"])
                for r in rec["runs"])
+
+
+def test_teacher_checkpoint_lets_a_long_teacher_span_several_runs(paper_mnist, tmp_path, capsys):
+    data = write_tiny_mnist(tmp_path / "mnist")
+    common = ["teacher", "--data-dir", str(data), *TINY, "--out", str(tmp_path / "r")]
+    straight, split, ckpt = tmp_path / "straight.npz", tmp_path / "split.npz", tmp_path / "teacher.ckpt.npz"
+    assert paper_mnist.main([*common, "--teacher-epochs", "3", "--save-teacher", str(straight)]) == 0
+    assert paper_mnist.main([*common, "--teacher-epochs", "2", "--teacher-checkpoint", str(ckpt),
+                             "--save-teacher", str(split)]) == 0
+    assert ckpt.is_file()
+    capsys.readouterr()
+    assert paper_mnist.main([*common, "--teacher-epochs", "3", "--teacher-checkpoint", str(ckpt),
+                             "--save-teacher", str(split)]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    with np.load(straight) as a, np.load(split) as b:
+        params = [k for k in a.files if k.startswith("param_")]
+        assert params and all(np.array_equal(a[k], b[k]) for k in params)  # 2 + 1 epochs == 3 epochs, bit for bit
+    info = json.loads(split.with_suffix(".json").read_text())
+    assert info["epochs_run"] == 3
