@@ -38,7 +38,6 @@ import argparse
 import dataclasses
 import datetime
 import json
-import math
 import os
 import platform
 import shlex

@@ -13,8 +13,6 @@ choice it supports (which schedule, how many epochs) can be checked later.
 """
 
 import argparse
-import dataclasses
-import json
 import sys
 import time
 from pathlib import Path

@@ -81,6 +81,13 @@ def _check_alpha(alpha):
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
 
 
+def _check_distillation(z, v, y, T, alpha):
+    _check_pair(z, v)
+    _check_labels(y, z)
+    _check_temperature(T)
+    _check_alpha(alpha)
+
+
 # --------------------------------------------------------------------------
 # the tempered softmax
 # --------------------------------------------------------------------------
@@ -344,7 +351,7 @@ def kd_loss_grad(z, v, T, *, check=True, ratio=None):
     return g
 
 
-def distillation_loss(z, v, y, T, alpha, *, check=True):
+def distillation_loss(z, v, y, T, alpha, *, check=True, ratio=None):
     r"""The distillation objective  alpha * kd_loss + (1 - alpha) * cross_entropy.
 
     See docs/gradients.md, section 4.
@@ -359,16 +366,13 @@ def distillation_loss(z, v, y, T, alpha, *, check=True):
     scale, so alpha means the same thing at every temperature.
     """
     if check:
-        _check_pair(z, v)
-        _check_labels(y, z)
-        _check_temperature(T)
-        _check_alpha(alpha)
-    soft = kd_loss(z, v, T, check=False) if alpha > 0 else 0.0
+        _check_distillation(z, v, y, T, alpha)
+    soft = kd_loss(z, v, T, check=False, ratio=ratio) if alpha > 0 else 0.0
     hard = cross_entropy(z, y, check=False) if alpha < 1 else 0.0
     return alpha * soft + (1 - alpha) * hard
 
 
-def distillation_loss_grad(z, v, y, T, alpha, *, check=True):
+def distillation_loss_grad(z, v, y, T, alpha, *, check=True, ratio=None):
     r"""Gradient of :func:`distillation_loss`:  alpha T (q - p)/N + (1 - alpha)(softmax(z) - onehot(y))/N.
 
     See docs/gradients.md, section 4.
@@ -376,16 +380,14 @@ def distillation_loss_grad(z, v, y, T, alpha, *, check=True):
     Notes
     -----
     The loss is a weighted sum, so its gradient is the same weighted sum of
-    :func:`kd_loss_grad` and :func:`cross_entropy_grad`.
+    :func:`kd_loss_grad` and :func:`cross_entropy_grad`.  ``ratio`` as in
+    :func:`kd_loss`.
     """
     if check:
-        _check_pair(z, v)
-        _check_labels(y, z)
-        _check_temperature(T)
-        _check_alpha(alpha)
+        _check_distillation(z, v, y, T, alpha)
     if alpha == 0:
         return cross_entropy_grad(z, y, check=False)
-    g = kd_loss_grad(z, v, T, check=False)
+    g = kd_loss_grad(z, v, T, check=False, ratio=ratio)
     if alpha < 1:
         g *= alpha
         g += (1 - alpha) * cross_entropy_grad(z, y, check=False)
@@ -393,27 +395,16 @@ def distillation_loss_grad(z, v, y, T, alpha, *, check=True):
 
 
 def distillation_loss_and_grad(z, v, y, T, alpha, *, check=True):
-    r"""``(distillation_loss(...), distillation_loss_grad(...))`` in one pass, for the training loop.
+    r"""``(distillation_loss(...), distillation_loss_grad(...))``, for the training loop.
 
-    The same arithmetic as the two functions, bit for bit (tests/test_fastpath.py),
-    with :func:`log_ratio`, the costly part, computed once and shared by the
-    value and the gradient of the soft term.
+    The two functions themselves, with :func:`log_ratio`, the costly part,
+    computed once and handed to both.
     """
     if check:
-        _check_pair(z, v)
-        _check_labels(y, z)
-        _check_temperature(T)
-        _check_alpha(alpha)
-    if alpha == 0:
-        return cross_entropy(z, y, check=False), cross_entropy_grad(z, y, check=False)
-    ratio = log_ratio(z, v, T, check=False)
-    loss = alpha * kd_loss(z, v, T, check=False, ratio=ratio)
-    g = kd_loss_grad(z, v, T, check=False, ratio=ratio)
-    if alpha < 1:
-        loss = loss + (1 - alpha) * cross_entropy(z, y, check=False)
-        g *= alpha
-        g += (1 - alpha) * cross_entropy_grad(z, y, check=False)
-    return loss, g
+        _check_distillation(z, v, y, T, alpha)
+    ratio = log_ratio(z, v, T, check=False) if alpha > 0 else None
+    return (distillation_loss(z, v, y, T, alpha, check=False, ratio=ratio),
+            distillation_loss_grad(z, v, y, T, alpha, check=False, ratio=ratio))
 
 
 # --------------------------------------------------------------------------
