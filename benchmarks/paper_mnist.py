@@ -40,6 +40,7 @@ import datetime
 import json
 import os
 import platform
+import queue
 import shlex
 import subprocess
 import sys
@@ -534,23 +535,78 @@ def run_teacher_only(ctx):
     return rec
 
 
+_EXPERIMENT_FNS = {"table": run_table, "sweep": run_sweep,
+                   "omit3": lambda c: run_transfer(c, "omit3"), "only78": lambda c: run_transfer(c, "only78")}
+
+
+def _worker(ctx, todo, done):
+    """A forked worker of ``all --jobs N``: run experiments from the queue ``todo`` until it is empty.
+
+    Each finished one goes to ``done`` as (name, seconds).  Nothing is pickled
+    but names and numbers: the worker inherits ``ctx`` (data, teacher logits)
+    from the fork.
+    """
+    while True:
+        try:
+            name = todo.get_nowait()
+        except queue.Empty:
+            return
+        t = time.perf_counter()
+        _EXPERIMENT_FNS[name](ctx)
+        done.put((name, round(time.perf_counter() - t, 1)))
+
+
 def run_all(ctx):
+    """The teacher, then every experiment not in ``--skip``: one after the other, or in ``--jobs`` processes.
+
+    With ``--jobs N`` the student experiments run in N forked worker
+    processes, the longest first (they share nothing but the teacher's logits,
+    which the fork hands over).  Each experiment writes its own record exactly
+    as it would alone: a student's numbers depend on its seed, not on the
+    process it ran in.  On a machine with 2 cores, ``--jobs 2`` with one BLAS
+    thread per process (OPENBLAS_NUM_THREADS=1) finishes the students in about
+    the time of the longest two (see RESULTS.md).
+    """
     t0 = time.perf_counter()
     phases = {}
     t = time.perf_counter()
     ctx.get_teacher()
     phases["teacher"] = round(time.perf_counter() - t, 1)
-    for name, fn in (("table", run_table), ("sweep", run_sweep), ("omit3", lambda c: run_transfer(c, "omit3")),
-                     ("only78", lambda c: run_transfer(c, "only78"))):
-        if name in ctx.args.skip:
-            continue
-        t = time.perf_counter()
-        fn(ctx)
-        phases[name] = round(time.perf_counter() - t, 1)
+    names = [name for name in EXPERIMENTS if name not in ctx.args.skip]  # EXPERIMENTS: longest first
+    jobs = min(ctx.args.jobs, len(names))
+    if jobs > 1:
+        import multiprocessing
+
+        mp = multiprocessing.get_context("fork")
+        todo, done = mp.Queue(), mp.Queue()
+        for name in names:
+            todo.put(name)
+        workers = [mp.Process(target=_worker, args=(ctx, todo, done)) for _ in range(jobs)]
+        for w in workers:
+            w.start()
+        for _ in names:  # a worker that dies leaves its experiment unreported: stop waiting then
+            while True:
+                try:
+                    name, seconds = done.get(timeout=5)
+                    break
+                except queue.Empty:  # check that a worker is still alive
+                    if not any(w.is_alive() for w in workers) and done.empty():
+                        bad = [w.exitcode for w in workers]
+                        raise SystemExit(f"all --jobs {jobs}: a worker failed (exit codes {bad})") from None
+            phases[name] = seconds
+        for w in workers:
+            w.join()
+        phases["students_wall"] = round(time.perf_counter() - t0 - phases["teacher"], 1)
+    else:
+        for name in names:
+            t = time.perf_counter()
+            _EXPERIMENT_FNS[name](ctx)
+            phases[name] = round(time.perf_counter() - t, 1)
     total = time.perf_counter() - t0
     rec = {"experiment": "all", "command": command_line(), "date": now(), "git_commit": git_commit(),
-           "device": ctx.device, "machine": machine(), "wall_seconds": round(total, 1), "phase_seconds": phases,
-           "teacher": ctx.teacher_entry}
+           "device": ctx.device, "machine": machine(), "wall_seconds": round(total, 1), "jobs": jobs,
+           "blas_threads_env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
+           "phase_seconds": phases, "teacher": ctx.teacher_entry}
     write_json_atomic(Path(ctx.args.out) / "paper_all.json", rec)
     print(f"\nall: {total / 60:.1f} min in total ({', '.join(f'{k} {v / 60:.1f} min' for k, v in phases.items())})",
           flush=True)
@@ -656,6 +712,9 @@ def build_parser():
     g.add_argument("--quiet", action="store_true", help="no per-epoch lines for the students")
     g.add_argument("--no-plot", action="store_true")
     g.add_argument("--skip", nargs="*", choices=EXPERIMENTS, default=[], help="(all) experiments to leave out")
+    g.add_argument("--jobs", type=int, default=1,
+                   help="(all, cpu) run the student experiments in this many processes, after the teacher; "
+                        "give each one BLAS thread (OPENBLAS_NUM_THREADS=1)")
     t = p.add_argument_group("teacher")
     t.add_argument("--teacher", metavar="PATH", default=None,
                    help="load this teacher.npz instead of training one (its .json beside it is copied into the record)")
@@ -717,12 +776,14 @@ def main(argv=None):
     if args.experiment == "report":
         print(report(args.out))
         return 0
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be >= 1, got {args.jobs}")
+    if args.jobs > 1 and resolve_device(args.device) != "cpu":
+        raise SystemExit("--jobs > 1 forks worker processes, which CUDA does not survive: use --jobs 1 on a GPU")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     ctx = Context(args)
-    fn = {"teacher": run_teacher_only, "table": run_table, "sweep": run_sweep,
-          "omit3": lambda c: run_transfer(c, "omit3"), "only78": lambda c: run_transfer(c, "only78"),
-          "all": run_all}[args.experiment]
+    fn = {"teacher": run_teacher_only, "all": run_all, **_EXPERIMENT_FNS}[args.experiment]
     fn(ctx)
     print(f"paper_mnist {args.experiment}: {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
     return 0

@@ -143,3 +143,34 @@ def test_teacher_checkpoint_lets_a_long_teacher_span_several_runs(paper_mnist, t
         assert params and all(np.array_equal(a[k], b[k]) for k in params)  # 2 + 1 epochs == 3 epochs, bit for bit
     info = json.loads(split.with_suffix(".json").read_text())
     assert info["epochs_run"] == 3
+
+
+def test_all_in_two_processes_writes_the_same_records(paper_mnist, tmp_path):
+    """``all --jobs 2`` forks workers for the student experiments; every student's test errors match ``--jobs 1``."""
+    data = write_tiny_mnist(tmp_path / "mnist")
+    teacher = tmp_path / "teacher.npz"
+    common = ["--data-dir", str(data), "--seeds", "1", "2", *TINY]
+    assert paper_mnist.main(["teacher", "--save-teacher", str(teacher), "--out", str(tmp_path / "t"), *common]) == 0
+    for jobs in ("1", "2"):
+        assert paper_mnist.main(["all", "--jobs", jobs, "--teacher", str(teacher), "--out", str(tmp_path / jobs),
+                                 *common]) == 0
+    for name in ("table", "sweep", "omit3", "only78"):
+        one, two = (json.loads((tmp_path / jobs / f"paper_{name}.json").read_text())["models"] for jobs in "12")
+        assert {k: v["test_errors"] for k, v in one.items()} == {k: v["test_errors"] for k, v in two.items()}
+    rec = json.loads((tmp_path / "2" / "paper_all.json").read_text())
+    assert rec["jobs"] == 2 and set(rec["phase_seconds"]) >= {"teacher", "table", "sweep", "omit3", "only78"}
+    with pytest.raises(SystemExit, match="--jobs"):
+        paper_mnist.main(["all", "--jobs", "0", *common])
+
+
+def test_all_in_two_processes_stops_when_a_worker_fails(paper_mnist, tmp_path, monkeypatch):
+    data = write_tiny_mnist(tmp_path / "mnist")
+
+    def broken(ctx):
+        raise RuntimeError("this experiment fails")
+
+    monkeypatch.setitem(paper_mnist._EXPERIMENT_FNS, "omit3", broken)
+    with pytest.raises(SystemExit, match="a worker failed"):
+        paper_mnist.main(["all", "--jobs", "2", "--skip", "table", "sweep", "--data-dir", str(data),
+                          "--out", str(tmp_path / "out"), "--save-teacher", "", *TINY])
+    assert not (tmp_path / "out" / "paper_all.json").exists()
