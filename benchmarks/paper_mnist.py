@@ -365,16 +365,21 @@ def run_table(ctx):
 
 
 def run_sweep(ctx):
-    """Students of 300 and 30 units per layer, distilled at each temperature of SWEEP_T."""
+    """Students of 300 and 30 units per layer, distilled at each temperature of SWEEP_T.
+
+    Each width also gets a student of the same seeds on the hard labels alone
+    (``<width>x<width>_hard``): the reference that says whether a temperature
+    helps at all.
+    """
     args = ctx.args
     t0 = time.perf_counter()
     ctx.get_teacher()
     models = {}
     for width, epochs in ((300, args.sweep_epochs_300), (30, args.sweep_epochs_30)):
-        for T in args.sweep_T:
-            name = f"{width}x{width}_T{T:g}"
-            entry = {"test_errors": [], "seconds": [], "hidden": [width, width], "T": T, "alpha": args.alpha,
-                     "epochs": epochs}
+        for T in (None, *args.sweep_T):
+            name = f"{width}x{width}_" + ("hard" if T is None else f"T{T:g}")
+            entry = {"test_errors": [], "seconds": [], "hidden": [width, width], "T": T,
+                     "alpha": None if T is None else args.alpha, "epochs": epochs}
             for seed in args.seeds:
                 model, info = ctx.student((width, width), epochs, None, seed=seed, T=T, alpha=args.alpha, name=name)
                 errors = evaluate_errors(model, ctx.x_test, ctx.y_test)
@@ -385,6 +390,7 @@ def run_sweep(ctx):
     rec = record(ctx, "sweep", models, time.perf_counter() - t0, temperatures=list(args.sweep_T))
     rows = []
     for width in (300, 30):
+        rows.append((f"{width}x{width}, hard labels", None, models[f"{width}x{width}_hard"]["test_errors"], False))
         for T in args.sweep_T:
             rows.append((f"{width}x{width}, T={T:g}", None, models[f"{width}x{width}_T{T:g}"]["test_errors"], False))
     print_table("Temperature sweep, test errors (the paper gives no numbers: >= 300 units flat for T > 8, "
@@ -392,7 +398,8 @@ def run_sweep(ctx):
     for width in (300, 30):
         means = {T: mean_std(models[f"{width}x{width}_T{T:g}"]["test_errors"])[0] for T in args.sweep_T}
         best = min(means, key=means.get)
-        print(f"{width} units: best T = {best:g} ({means[best]:.1f} errors)", flush=True)
+        hard = mean_std(models[f"{width}x{width}_hard"]["test_errors"])[0]
+        print(f"{width} units: best T = {best:g} ({means[best]:.1f} errors; hard labels alone {hard:.1f})", flush=True)
     if not args.no_plot:
         plot_sweep(rec, Path(args.out) / "paper_sweep.png")
     return rec
@@ -410,8 +417,12 @@ def plot_sweep(rec, path):
     Ts = rec["temperatures"]
     for width, marker in ((300, "o"), (30, "s")):
         ms = [mean_std(rec["models"][f"{width}x{width}_T{T:g}"]["test_errors"]) for T in Ts]
-        ax.errorbar(Ts, [m for m, _ in ms], yerr=[s or 0 for _, s in ms], marker=marker, capsize=2,
-                    label=f"{width}-{width} student")
+        line = ax.errorbar(Ts, [m for m, _ in ms], yerr=[s or 0 for _, s in ms], marker=marker, capsize=2,
+                           label=f"{width}-{width} student")
+        hard = rec["models"].get(f"{width}x{width}_hard")  # older records have no hard-label reference
+        if hard:
+            ax.axhline(mean_std(hard["test_errors"])[0], color=line[0].get_color(), linestyle=":", linewidth=1,
+                       label=f"{width}-{width}, hard labels only")
     ax.axvspan(2.5, 4, color="tab:orange", alpha=0.15, label="paper: best T for 30 units")
     ax.axvspan(8, max(Ts), color="tab:blue", alpha=0.08, label="paper: flat for >= 300 units")
     ax.set_xscale("log")
@@ -653,12 +664,15 @@ def report(folder):
     if sw:
         Ts = sw["temperatures"]
         rows = []
+        hard = lambda width: sw["models"].get(f"{width}x{width}_hard")  # older records have none
+        with_hard = all(hard(width) for width in (300, 30))
         for width in (300, 30):
-            rows.append((f"{width}-{width}", *[fmt_ours(sw["models"][f"{width}x{width}_T{T:g}"]["test_errors"])
-                                                 for T in Ts]))
+            cells = [fmt_ours(sw["models"][f"{width}x{width}_T{T:g}"]["test_errors"]) for T in Ts]
+            rows.append((f"{width}-{width}", *([fmt_ours(hard(width)["test_errors"])] if with_hard else []), *cells))
+        head_sw = ("units per layer", *(["hard labels"] if with_hard else []), *[f"T = {T:g}" for T in Ts])
         out += [f"**sweep** ({sw['device']}, {sw['date']}, commit {sw['git_commit']}, seeds {sw['seeds']}, "
                 f"{sw['wall_seconds'] / 60:.1f} min): test errors of 10,000 by temperature", "",
-                _md_table(("units per layer", *[f"T = {T:g}" for T in Ts]), rows), ""]
+                _md_table(head_sw, rows), ""]
     for name in ("omit3", "only78"):
         r = load(name)
         if not r:
