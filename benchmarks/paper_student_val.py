@@ -1,8 +1,9 @@
 r"""Choose the students' schedule for ``paper_mnist.py`` on a validation split, never on the test set.
 
-Trains 2x800 students (hard labels, or distilled from a saved teacher at T)
-on the first 55,000 training images and counts their errors on the last
-5,000 after every epoch, for one or more schedules::
+Trains students (2x800 unless ``--hidden`` says otherwise; hard labels, or
+distilled from a saved teacher at T) on the first 55,000 training images and
+counts their errors on the last 5,000 after every epoch, for one or more
+schedules::
 
     python benchmarks/paper_student_val.py --teacher teacher.npz \
         --schedule 0.05:0.85:15 --schedule 0.05:0.92:40 --json out.json
@@ -86,7 +87,8 @@ def main(argv=None):
                          "final_loss": h["loss"][-1], "seconds": round(time.perf_counter() - t0, 1)})
             if args.json:
                 write_json_atomic(Path(args.json), {
-                    "what": "2x800 students on the first %d training images, errors on the last %d" % (n, args.val),
+                    "what": "%s students on the first %d training images, errors on the last %d"
+                            % ("x".join(map(str, args.hidden)), n, args.val),
                     "date": now(), "git_commit": git_commit(), "machine": machine(), "teacher": args.teacher,
                     "T": args.T, "alpha": args.alpha, "hidden": args.hidden, "seed": args.seed,
                     "momentum": "0.5 -> 0.9 over 2 epochs", "batch_size": base.batch_size, "runs": runs,
