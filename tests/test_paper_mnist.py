@@ -183,8 +183,13 @@ def test_all_in_two_processes_stops_when_a_worker_fails(paper_mnist, tmp_path, m
 
 
 def test_report_reads_the_committed_records(paper_mnist, capsys):
-    """RESULTS.md's tables are printed from benchmarks/results, whose sweep may predate the hard-label column."""
+    """RESULTS.md's tables are printed from benchmarks/results; the older records in teacher126/ predate the
+    sweep's hard-label column, and their table is printed without it."""
     assert paper_mnist.main(["report"]) == 0
     md = capsys.readouterr().out
     for name in ("table", "sweep", "omit3", "only78"):
         assert f"**{name}**" in md
+    assert "| units per layer | hard labels | T = 1 |" in md
+    assert paper_mnist.main(["report", "--out", str(SCRIPT.parent / "results" / "teacher126")]) == 0
+    old = capsys.readouterr().out
+    assert "**sweep**" in old and "| units per layer | T = 1 |" in old
