@@ -112,6 +112,8 @@ def test_student_lr_decay_is_per_60000_images(paper_mnist):
     assert full.lr_decay == 0.9
     assert small.lr_decay == pytest.approx(0.9 ** 0.2)
     assert small.lr_decay ** 150 == pytest.approx(full.lr_decay ** 30)  # same lr after the same number of images
+    sweep = paper_mnist.student_recipe(args, (300, 300), 20, lr_decay=0.8)  # the sweep's own --sweep-lr-decay
+    assert sweep.lr_decay == 0.8 and sweep.hidden == (300, 300)
 
 
 def test_student_val_script_records_a_curve_per_role(tmp_path):
@@ -193,3 +195,53 @@ def test_report_reads_the_committed_records(paper_mnist, capsys):
     assert paper_mnist.main(["report", "--out", str(SCRIPT.parent / "results" / "teacher126")]) == 0
     old = capsys.readouterr().out
     assert "**sweep**" in old and "| units per layer | T = 1 |" in old
+
+
+def test_student_fit_script_compares_student_and_teacher_every_epoch(tmp_path):
+    spec = importlib.util.spec_from_file_location("paper_student_fit", SCRIPT.with_name("paper_student_fit.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = write_tiny_mnist(tmp_path / "mnist")
+    teacher = tmp_path / "teacher.npz"
+    import nanokd as nk
+    nk.MLP([784, 30, 10], seed=0).save(teacher)
+    out = tmp_path / "fit.json"
+    assert module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20", "20",
+                        "--schedule", "0.05:0.9:3", "--schedule", "0.1:0.8:2", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert [(r["epochs"], len(r["curve"])) for r in rec["runs"]] == [(3, 3), (2, 2)]
+    first = rec["runs"][0]["curve"]
+    assert [row["epoch"] for row in first] == [1, 2, 3]
+    assert [row["lr"] for row in first] == pytest.approx([0.05, 0.045, 0.0405])
+    for name, n in (("transfer", 400), ("test", 150)):
+        for row in first:
+            s = row[name]
+            assert s["kd"] >= 0 and s["rms"] >= 0 and 0 <= s["disagree"] <= n and 0 <= s["errors"] <= n
+        assert len({row[name]["teacher_errors"] for row in first}) == 1  # the teacher does not change
+    shifted = tmp_path / "jitter.json"
+    assert module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20", "20",
+                        "--schedule", "0.05:0.9:2", "--jitter", "2", "--json", str(shifted)]) == 0
+    rec2 = json.loads(shifted.read_text())
+    assert rec2["jitter"] == 2 and rec["jitter"] == 0
+    # the same seed and schedule without shifts would fit the unshifted transfer set differently
+    assert rec2["runs"][0]["curve"][1]["transfer"] != rec["runs"][0]["curve"][1]["transfer"] or \
+        rec2["runs"][0]["curve"][1]["loss"] != rec["runs"][0]["curve"][1]["loss"]
+
+
+def test_fit_stats_on_hand_made_logits():
+    spec = importlib.util.spec_from_file_location("paper_student_fit", SCRIPT.with_name("paper_student_fit.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    v = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 3.0]])
+    y = np.array([0, 1])
+    same = module.fit_stats(v + 5.0, v, y, 20.0)  # a shift of all logits changes no softmax
+    assert same == {"kd": 0.0, "rms": 0.0, "disagree": 0, "errors": 1, "teacher_errors": 1}
+    z = np.array([[0.0, 2.0, 0.0], [0.0, 1.0, 3.0]])  # first row: classes 0 and 1 swapped
+    s = module.fit_stats(z, v, y, 1.0)
+    # centred differences: row 0 is (-2, 2, 0), row 1 is 0: rms = sqrt(8 / 6)
+    assert s["rms"] == pytest.approx((8 / 6) ** 0.5, abs=1e-4)
+    assert s["disagree"] == 1 and s["errors"] == 2 and s["teacher_errors"] == 1
+    # KL of row 0 at T = 1: p = softmax(2,0,0), q = softmax(0,2,0); row 1 adds 0; mean over N = 2
+    p = np.exp([2.0, 0, 0]) / np.exp([2.0, 0, 0]).sum()
+    q = p[[1, 0, 2]]
+    assert s["kd"] == pytest.approx(float((p * np.log(p / q)).sum()) / 2, abs=1e-5)
