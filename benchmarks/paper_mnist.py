@@ -89,16 +89,18 @@ def teacher_recipe(args):
         momentum=args.teacher_momentum, momentum_start=0.5, momentum_ramp=args.teacher_momentum_ramp)
 
 
-def student_recipe(args, hidden, epochs, n_images=60000):
+def student_recipe(args, hidden, epochs, n_images=60000, lr_decay=None):
     """An unregularised student (no dropout, max-norm or jitter): the paper's 2x800 net, or a narrower one.
 
-    ``--student-lr-decay`` is the factor per 60,000 images seen, so that a
-    student of a smaller transfer set (only78's 11,000 images) anneals at the
-    same pace per update: its per-epoch decay is ``decay ** (n_images / 60000)``.
+    ``lr_decay`` (default ``--student-lr-decay``) is the factor per 60,000
+    images seen, so that a student of a smaller transfer set (only78's 11,000
+    images) anneals at the same pace per update: its per-epoch decay is
+    ``decay ** (n_images / 60000)``.
     """
+    decay = args.student_lr_decay if lr_decay is None else lr_decay
     return dataclasses.replace(
         PRESETS["paper"]["student"], hidden=tuple(hidden), epochs=epochs, lr=args.student_lr,
-        lr_decay=args.student_lr_decay ** (n_images / 60000), momentum=0.9, momentum_start=0.5,
+        lr_decay=decay ** (n_images / 60000), momentum=0.9, momentum_start=0.5,
         momentum_ramp=args.student_momentum_ramp)
 
 
@@ -211,13 +213,13 @@ class Context:
         print(f"teacher logits for {len(self.x)} training images: {time.perf_counter() - t0:.1f} s", flush=True)
         return self.teacher
 
-    def student(self, hidden, epochs, rows, *, seed, T=None, alpha=1.0, name="student"):
+    def student(self, hidden, epochs, rows, *, seed, T=None, alpha=1.0, name="student", lr_decay=None):
         """Train a student on training rows ``rows`` (None: all), distilled at T (None: hard labels)."""
         x, y = (self.x, self.y) if rows is None else (self.x[rows], self.y[rows])
         v = None
         if T is not None:
             v = self.logits if rows is None else self.logits[rows]
-        return fit(student_recipe(self.args, hidden, epochs, len(x)), x, y, seed=seed, device=self.device, name=name,
+        return fit(student_recipe(self.args, hidden, epochs, len(x), lr_decay), x, y, seed=seed, device=self.device, name=name,
                    teacher_logits=v, T=1.0 if T is None else T, alpha=alpha, log=self.log)
 
     def log(self, line):
@@ -381,7 +383,8 @@ def run_sweep(ctx):
             entry = {"test_errors": [], "seconds": [], "hidden": [width, width], "T": T,
                      "alpha": None if T is None else args.alpha, "epochs": epochs}
             for seed in args.seeds:
-                model, info = ctx.student((width, width), epochs, None, seed=seed, T=T, alpha=args.alpha, name=name)
+                model, info = ctx.student((width, width), epochs, None, seed=seed, T=T, alpha=args.alpha, name=name,
+                                          lr_decay=args.sweep_lr_decay)
                 errors = evaluate_errors(model, ctx.x_test, ctx.y_test)
                 print(f"{name} seed {seed}: {errors} test errors ({info['seconds']:.0f} s)", flush=True)
                 entry["test_errors"].append(errors)
@@ -738,7 +741,7 @@ def build_parser():
     t.add_argument("--teacher-epochs", type=int, default=TEACHER.epochs)
     t.add_argument("--teacher-lr", type=float, default=TEACHER.lr)
     t.add_argument("--teacher-lr-decay", type=float, default=TEACHER.lr_decay,
-                   help="lr of epoch e is lr * decay**e (0.985: about 1%% of lr after 300 epochs)")
+                   help="lr of epoch e is lr * decay**e (0.990832: about 1%% of lr after 500 epochs)")
     t.add_argument("--teacher-momentum", type=float, default=TEACHER.momentum, help="ramped up from 0.5")
     t.add_argument("--teacher-momentum-ramp", type=int, default=TEACHER.momentum_ramp,
                    help="epochs of the momentum ramp")
@@ -766,9 +769,11 @@ def build_parser():
     s.add_argument("--sweep-T", type=float, nargs="+", default=list(SWEEP_T))
     s.add_argument("--sweep-epochs-300", type=int, default=20)
     s.add_argument("--sweep-epochs-30", type=int, default=30)
-    s.add_argument("--omit3-epochs", type=int, default=30)
-    s.add_argument("--only78-epochs", type=int, default=150,
-                   help="epochs of the 11,000-image set (150: about as many updates as 30 full epochs)")
+    s.add_argument("--sweep-lr-decay", type=float, default=0.9,
+                   help="the sweep students' lr factor per 60,000 images (their runs are shorter)")
+    s.add_argument("--omit3-epochs", type=int, default=60)
+    s.add_argument("--only78-epochs", type=int, default=330,
+                   help="epochs of the 11,000-image set (330: about as many updates as 60 full epochs)")
     s.add_argument("--shift-max", type=float, default=20.0, help="bias-shift grid: 0 .. this")
     s.add_argument("--shift-step", type=float, default=0.25)
     return p
