@@ -279,7 +279,7 @@ def record(ctx, experiment, models, wall_s, **extra):
     rec = {"experiment": experiment, "paper": "Hinton, Vinyals & Dean 2015, arXiv 1503.02531, section 3",
            "command": command_line(), "date": now(), "git_commit": git_commit(), "device": ctx.device,
            "machine": machine(), "wall_seconds": round(wall_s, 1), "seeds": list(args.seeds),
-           "teacher_seed": args.teacher_seed,
+           "teacher_seed": args.teacher_seed, "teacher": ctx.teacher_entry,
            "settings": {k: v for k, v in vars(args).items() if k not in ("func",)}, "models": models, **extra}
     path = Path(args.out) / f"paper_{experiment}.json"
     write_json_atomic(path, rec)
@@ -644,6 +644,12 @@ def _md_row(label, paper, values, pct=False, unit=""):
     return (label, p, fmt_ours(values, pct), d)
 
 
+def _teacher_note(rec):
+    """", teacher N errors" for a record that names its teacher (records before 2026-11-28 04:30 UTC: table only)."""
+    entry = rec.get("teacher") or rec.get("models", {}).get("teacher")
+    return f", teacher {entry['test_errors'][0]} errors" if entry and entry.get("test_errors") else ""
+
+
 def report(folder):
     """Markdown tables of the records in ``folder`` (paper | ours | difference), for RESULTS.md."""
     folder = Path(folder)
@@ -662,7 +668,7 @@ def report(folder):
             rows.append(_md_row(f"distilled 2x800, T = {d['T']:g}, alpha = {d['alpha']:g}", PAPER["distilled"],
                                 d["test_errors"]))
         out += [f"**table** ({tab['device']}, {tab['date']}, commit {tab['git_commit']}, seeds {tab['seeds']}, "
-                f"{tab['wall_seconds'] / 60:.1f} min): test errors of 10,000", "", _md_table(head, rows), ""]
+                f"{tab['wall_seconds'] / 60:.1f} min{_teacher_note(tab)}): test errors of 10,000", "", _md_table(head, rows), ""]
     sw = load("sweep")
     if sw:
         Ts = sw["temperatures"]
@@ -674,7 +680,7 @@ def report(folder):
             rows.append((f"{width}-{width}", *([fmt_ours(hard(width)["test_errors"])] if with_hard else []), *cells))
         head_sw = ("units per layer", *(["hard labels"] if with_hard else []), *[f"T = {T:g}" for T in Ts])
         out += [f"**sweep** ({sw['device']}, {sw['date']}, commit {sw['git_commit']}, seeds {sw['seeds']}, "
-                f"{sw['wall_seconds'] / 60:.1f} min): test errors of 10,000 by temperature", "",
+                f"{sw['wall_seconds'] / 60:.1f} min{_teacher_note(sw)}): test errors of 10,000 by temperature", "",
                 _md_table(head_sw, rows), ""]
     for name in ("omit3", "only78"):
         r = load(name)
@@ -703,7 +709,7 @@ def report(folder):
                             pct("test_errors_paper_shift"), pct=True)]
             what = f"transfer set of only 7s and 8s ({e['transfer_set_size']} images): test error"
         out += [f"**{name}** ({r['device']}, {r['date']}, commit {r['git_commit']}, seeds {r['seeds']}, "
-                f"{r['wall_seconds'] / 60:.1f} min): {what}", "", _md_table(head, rows), ""]
+                f"{r['wall_seconds'] / 60:.1f} min{_teacher_note(r)}): {what}", "", _md_table(head, rows), ""]
     return "\n".join(out)
 
 
@@ -772,8 +778,9 @@ def build_parser():
     s.add_argument("--sweep-lr-decay", type=float, default=0.9,
                    help="the sweep students' lr factor per 60,000 images (their runs are shorter)")
     s.add_argument("--omit3-epochs", type=int, default=60)
-    s.add_argument("--only78-epochs", type=int, default=330,
-                   help="epochs of the 11,000-image set (330: about as many updates as 60 full epochs)")
+    s.add_argument("--only78-epochs", type=int, default=150,
+                   help="epochs of the 11,000-image set (150 did as well on validation as 330, which makes about "
+                        "as many updates as 60 full epochs)")
     s.add_argument("--shift-max", type=float, default=20.0, help="bias-shift grid: 0 .. this")
     s.add_argument("--shift-step", type=float, default=0.25)
     return p

@@ -48,6 +48,10 @@ TINY = ["--no-verify", "--val", "100", "--teacher-hidden", "40", "40", "--teache
         "--shift-max", "4", "--shift-step", "1", "--quiet", "--no-plot"]
 
 
+def table_teacher_errors(out):
+    return json.loads((out / "paper_table.json").read_text())["models"]["teacher"]["test_errors"]
+
+
 def test_all_then_reuse_the_teacher(paper_mnist, tmp_path, capsys):
     data = write_tiny_mnist(tmp_path / "mnist")
     out, teacher = tmp_path / "results", tmp_path / "teacher.npz"
@@ -58,6 +62,8 @@ def test_all_then_reuse_the_teacher(paper_mnist, tmp_path, capsys):
     for name in ("table", "sweep", "omit3", "only78", "all"):
         rec = json.loads((out / f"paper_{name}.json").read_text())
         assert rec["device"] == "cpu" and rec["command"].startswith("python ")
+        if name != "all":
+            assert rec["teacher"]["test_errors"] == table_teacher_errors(out)  # every record names its teacher
         for entry in rec.get("models", {}).values():
             assert all(isinstance(e, int) and 0 <= e <= 150 for e in entry["test_errors"])
     table = json.loads((out / "paper_table.json").read_text())
@@ -76,6 +82,7 @@ def test_all_then_reuse_the_teacher(paper_mnist, tmp_path, capsys):
     assert paper_mnist.main(["report", "--out", str(out)]) == 0
     md = capsys.readouterr().out
     assert "**table**" in md and "| units per layer | hard labels | T = 1 | T = 4 |" in md and "**only78**" in md
+    assert md.count(f", teacher {table_teacher_errors(out)[0]} errors)") == 4  # each header names the teacher
 
     # a saved teacher is loaded, not retrained, and gives the same test errors
     assert paper_mnist.main(["omit3", "--teacher", str(teacher), *common]) == 0
