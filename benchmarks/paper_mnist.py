@@ -645,7 +645,7 @@ def _md_row(label, paper, values, pct=False, unit=""):
 
 
 def _teacher_note(rec):
-    """", teacher N errors" for a record that names its teacher (records before 2026-11-28 04:30 UTC: table only)."""
+    """", teacher N errors" for a record that names its teacher (in older records only the table does)."""
     entry = rec.get("teacher") or rec.get("models", {}).get("teacher")
     return f", teacher {entry['test_errors'][0]} errors" if entry and entry.get("test_errors") else ""
 

@@ -45,6 +45,7 @@ from nanokd import data as nkdata  # noqa: E402
 from nanokd.backend import resolve_device  # noqa: E402
 from nanokd.losses import kd_loss  # noqa: E402
 from nanokd.mlp import MLP  # noqa: E402
+from nanokd.optim import exponential_decay  # noqa: E402
 from nanokd.train import compute_teacher_logits, train_model  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -96,10 +97,11 @@ def main(argv=None):
         curve = []
 
         def callback(epoch, history):
-            row = {"epoch": epoch, "lr": lr * decay ** (epoch - 1), "loss": round(float(history["loss"][-1]), 5)}
-            for name, (_, y) in sets.items():
-                z = compute_teacher_logits(student, sets[name][0])  # the student's logits, no dropout
-                row[name] = fit_stats(z, v[name], y, args.T)
+            row = {"epoch": epoch, "lr": exponential_decay(lr, decay, epoch - 1),
+                   "loss": round(float(history["loss"][-1]), 5)}
+            for name, (xs, ys) in sets.items():
+                z = compute_teacher_logits(student, xs)  # any model's logits, batched, without dropout
+                row[name] = fit_stats(z, v[name], ys, args.T)
             curve.append(row)
             return False
 

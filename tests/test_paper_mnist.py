@@ -20,7 +20,12 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_mnist.py"
 
 @pytest.fixture(scope="module")
 def paper_mnist():
-    spec = importlib.util.spec_from_file_location("paper_mnist", SCRIPT)
+    return load_script("paper_mnist")
+
+
+def load_script(name):
+    """A benchmarks/ script as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.with_name(f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -124,9 +129,7 @@ def test_student_lr_decay_is_per_60000_images(paper_mnist):
 
 
 def test_student_val_script_records_a_curve_per_role(tmp_path):
-    spec = importlib.util.spec_from_file_location("paper_student_val", SCRIPT.with_name("paper_student_val.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("paper_student_val")
     data = write_tiny_mnist(tmp_path / "mnist")
     teacher = tmp_path / "teacher.npz"
     import nanokd as nk
@@ -205,9 +208,7 @@ def test_report_reads_the_committed_records(paper_mnist, capsys):
 
 
 def test_student_fit_script_compares_student_and_teacher_every_epoch(tmp_path):
-    spec = importlib.util.spec_from_file_location("paper_student_fit", SCRIPT.with_name("paper_student_fit.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("paper_student_fit")
     data = write_tiny_mnist(tmp_path / "mnist")
     teacher = tmp_path / "teacher.npz"
     import nanokd as nk
@@ -230,15 +231,12 @@ def test_student_fit_script_compares_student_and_teacher_every_epoch(tmp_path):
                         "--schedule", "0.05:0.9:2", "--jitter", "2", "--json", str(shifted)]) == 0
     rec2 = json.loads(shifted.read_text())
     assert rec2["jitter"] == 2 and rec["jitter"] == 0
-    # the same seed and schedule without shifts would fit the unshifted transfer set differently
-    assert rec2["runs"][0]["curve"][1]["transfer"] != rec["runs"][0]["curve"][1]["transfer"] or \
-        rec2["runs"][0]["curve"][1]["loss"] != rec["runs"][0]["curve"][1]["loss"]
+    # same seed and schedule: the first epoch's training loss differs only because the images were shifted
+    assert rec2["runs"][0]["curve"][0]["loss"] != rec["runs"][0]["curve"][0]["loss"]
 
 
 def test_fit_stats_on_hand_made_logits():
-    spec = importlib.util.spec_from_file_location("paper_student_fit", SCRIPT.with_name("paper_student_fit.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("paper_student_fit")
     v = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 3.0]])
     y = np.array([0, 1])
     same = module.fit_stats(v + 5.0, v, y, 20.0)  # a shift of all logits changes no softmax
