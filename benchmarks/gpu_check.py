@@ -9,14 +9,15 @@ section still runs; the JSON record is rewritten after every section:
 1. ``reference``  benchmarks/reference.py with nanokd on CuPy (float64 and
    float32) against PyTorch autograd in float64 on the host.
 2. ``steps``      the three training steps of benchmarks/steps.py (teacher,
-   student, distillation) at batch 128 and 1024: nanokd on CuPy against torch
-   on CUDA, float32 (TF32 off in both: CuPy's default, and torch's for matmul),
+   student, distillation) at batch 128 and 1024: nanokd on CuPy (with the
+   fused kernels of nanokd/fused.py, and without them) against torch on CUDA,
+   float32 (TF32 off in both: CuPy's default, and torch's for matmul),
    alternating, medians of the ms/step of blocks of steps bracketed by device
    synchronisations.  Skipped on the CPU (``speed.py`` is the CPU benchmark).
 3. ``no_sync``    the body of nanokd.train's batch loop (index, gather, forward,
    loss into a device accumulator, gradient, backward, SGD step, max-norm) run
-   for many batches while the GPU is still busy with a spin kernel queued just
-   before: if the host gets through all of them before the spin ends, no
+   for 8 batches (few enough that their launches fit in the device's queue)
+   while the GPU is still busy with a spin kernel queued just before: if the host gets through all of them before the spin ends, no
    batch waited for the device, i.e. there is no device-to-host copy or
    synchronisation (and no blocking host-to-device copy) inside the loop.
 4. ``train``      ``python -m nanokd.train --preset quick --device cuda`` (the
@@ -49,6 +50,7 @@ import numpy as np  # noqa: E402
 import steps  # noqa: E402  (puts the checkout on sys.path)
 
 import nanokd as nk  # noqa: E402
+from nanokd import fused  # noqa: E402
 
 T0 = time.perf_counter()
 
@@ -204,8 +206,7 @@ def _breakdown(case, N, device, sync, reps=30):
         if step.distill:
             state["loss"], state["g"] = nk_.distillation_loss_and_grad(z, step.v, step.y, T, alpha, check=False)
         else:
-            state["loss"] = nk_.cross_entropy(z, step.y, check=False)
-            state["g"] = nk_.cross_entropy_grad(z, step.y, check=False)
+            state["loss"], state["g"] = nk_.cross_entropy_and_grad(z, step.y, check=False)
 
     def backward():
         state["grads"] = m.backward(state["g"])
@@ -231,9 +232,21 @@ def _breakdown(case, N, device, sync, reps=30):
     return out
 
 
+def _fused(step, enabled):
+    """``step`` run with nanokd's fused GPU kernels on or off (nanokd.fused.ENABLED)."""
+    def run():
+        fused.ENABLED = enabled
+        try:
+            return step()
+        finally:
+            fused.ENABLED = True
+    return run
+
+
 def _time_case(case, N, device, sync, rounds, block, warmup):
-    """ms/step of nanokd and torch for one case and batch size, alternating, medians of timed blocks."""
-    runners = {"nanokd": steps.NanokdStep(case, N, device=device),
+    """ms/step of nanokd (fused kernels, and plain) and torch for one case and batch size, alternating."""
+    runners = {"nanokd": _fused(steps.NanokdStep(case, N, device=device), True),
+               "nanokd_plain": _fused(steps.NanokdStep(case, N, device=device), False),
                "torch": steps.TorchStep(case, N, device=device)}
     for fn in runners.values():
         time_block(fn, warmup, sync)
@@ -245,11 +258,13 @@ def _time_case(case, N, device, sync, rounds, block, warmup):
     med = {k: statistics.median(v) * 1e3 for k, v in samples.items()}
     flops = steps.step_flops(steps.CASES[case][0], N)
     row = {"case": case, "batch": N, "nanokd_ms": med["nanokd"], "torch_ms": med["torch"],
-           "ratio": med["nanokd"] / med["torch"], "nanokd_tflops": flops / med["nanokd"] / 1e9,
+           "ratio": med["nanokd"] / med["torch"], "nanokd_plain_ms": med["nanokd_plain"],
+           "ratio_plain": med["nanokd_plain"] / med["torch"], "nanokd_tflops": flops / med["nanokd"] / 1e9,
            "torch_tflops": flops / med["torch"] / 1e9, "samples": len(samples["nanokd"]),
            "min_nanokd_ms": min(samples["nanokd"]) * 1e3, "min_torch_ms": min(samples["torch"]) * 1e3}
     say(f"  {case:8s} batch {N:5d}: nanokd {row['nanokd_ms']:7.3f} ms  torch {row['torch_ms']:7.3f} ms  "
-        f"ratio {row['ratio']:5.2f}  ({row['nanokd_tflops']:.2f} vs {row['torch_tflops']:.2f} TFLOP/s)")
+        f"ratio {row['ratio']:5.2f}  ({row['nanokd_tflops']:.2f} vs {row['torch_tflops']:.2f} TFLOP/s);  "
+        f"without the fused kernels {row['nanokd_plain_ms']:7.3f} ms, ratio {row['ratio_plain']:5.2f}")
     return row
 
 
@@ -267,7 +282,7 @@ extern "C" __global__ void spin(long long ns) {
 """
 
 
-def section_no_sync(n_batches=60, batch_size=100, n=6000):
+def section_no_sync(n_batches=8, batch_size=100, n=6000):
     """The batch loop of nanokd.train.train_model, run while the GPU is busy: does any batch wait for it?"""
     import cupy
 
@@ -297,8 +312,8 @@ def section_no_sync(n_batches=60, batch_size=100, n=6000):
                     loss, g = nk.distillation_loss_and_grad(z, vb, yb, 20.0, 0.9, check=False)
                     loss_sum += loss
                 else:
-                    loss_sum += nk.cross_entropy(z, yb, check=False)
-                    g = nk.cross_entropy_grad(z, yb, check=False)
+                    loss, g = nk.cross_entropy_and_grad(z, yb, check=False)
+                    loss_sum += loss
                 optimizer.step(model.backward(g))
                 model.apply_max_norm()
 
@@ -319,7 +334,7 @@ def section_no_sync(n_batches=60, batch_size=100, n=6000):
             for b in range(n_batches):
                 batch(b)
             host_s = time.perf_counter() - t0
-            gpu_still_busy = not spin_done.query()
+            gpu_still_busy = not spin_done.done
             cupy.cuda.Device().synchronize()
             total_s = time.perf_counter() - t0
             ok = gpu_still_busy and host_s < spin_s

@@ -107,6 +107,8 @@ class NanokdStep:
             else:  # an older nanokd, timed as a baseline
                 loss = nk.distillation_loss(z, self.v, self.y, T, ALPHA, check=False)
                 dz = nk.distillation_loss_grad(z, self.v, self.y, T, ALPHA, check=False)
+        elif hasattr(nk, "cross_entropy_and_grad"):  # what nanokd.train calls
+            loss, dz = nk.cross_entropy_and_grad(z, self.y, check=False)
         else:
             loss = nk.cross_entropy(z, self.y, check=False)
             dz = nk.cross_entropy_grad(z, self.y, check=False)

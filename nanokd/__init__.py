@@ -14,6 +14,7 @@ from .gradcheck import GradcheckResult, clear_kinks, gradcheck
 from .layers import Dropout, Linear, ReLU, max_norm_
 from .losses import (
     cross_entropy,
+    cross_entropy_and_grad,
     cross_entropy_grad,
     distillation_loss,
     distillation_loss_and_grad,
@@ -32,7 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MLP", "SGD", "Adam", "Dropout", "Linear", "ReLU", "GradcheckResult",
-    "clear_kinks", "cross_entropy", "cross_entropy_grad", "cuda_available", "distillation_loss",
+    "clear_kinks", "cross_entropy", "cross_entropy_and_grad", "cross_entropy_grad", "cuda_available", "distillation_loss",
     "distillation_loss_and_grad", "distillation_loss_grad", "exponential_decay", "get_array_module", "get_xp",
     "gradcheck", "kd_loss", "kd_loss_grad", "linear_ramp", "log_softmax",
     "logit_matching_loss", "logit_matching_loss_grad", "max_norm_", "resolve_device",

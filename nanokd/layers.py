@@ -54,12 +54,18 @@ class Linear:
         self._bufs = {}
         self.x = None
 
-    def forward(self, x):
+    def forward(self, x, bias=True):
+        """a = x W + b, into a buffer of the layer (reused by the next call).
+
+        ``bias=False`` leaves out "+ b", for a caller that adds it itself
+        (nanokd.fused adds it in the kernel that also applies the ReLU).
+        """
         xp = get_array_module(x)
         self.x = x
         a = _buffer(self._bufs, "a", (x.shape[0], self.W.shape[1]), xp, self.W.dtype)
         xp.matmul(x, self.W, out=a)
-        a += self.b
+        if bias:
+            a += self.b
         return a
 
     def backward(self, da, need_dx=True):

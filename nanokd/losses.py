@@ -199,6 +199,31 @@ def cross_entropy_grad(z, y, *, check=True):
     return g
 
 
+def cross_entropy_and_grad(z, y, *, check=True):
+    r"""``(cross_entropy(z, y), cross_entropy_grad(z, y))``, for the training loop.
+
+    On a GPU both come from one kernel per row (:mod:`nanokd.fused`), which
+    computes the same formulas.
+    """
+    if check:
+        _check_logits(z, "z")
+        _check_labels(y, z)
+    fast = _fused_loss(z, None, y, 1.0, 0.0)
+    if fast is not None:
+        return fast
+    return cross_entropy(z, y, check=False), cross_entropy_grad(z, y, check=False)
+
+
+def _fused_loss(z, v, y, T, alpha):
+    """``(loss, dL/dz)`` of distillation_loss from nanokd.fused on CuPy; None on NumPy (or with no kernel)."""
+    from . import fused
+
+    if not fused.active(get_array_module(z)):
+        return None
+    out = fused.loss_rows(z, v, y, T, alpha)
+    return None if out is None else (out[0].mean(), out[1])
+
+
 # --------------------------------------------------------------------------
 # the distillation (soft-target) loss
 # --------------------------------------------------------------------------
@@ -398,10 +423,14 @@ def distillation_loss_and_grad(z, v, y, T, alpha, *, check=True):
     r"""``(distillation_loss(...), distillation_loss_grad(...))``, for the training loop.
 
     The two functions themselves, with :func:`log_ratio`, the costly part,
-    computed once and handed to both.
+    computed once and handed to both.  On a GPU the same formulas run as one
+    kernel per row (:mod:`nanokd.fused`).
     """
     if check:
         _check_distillation(z, v, y, T, alpha)
+    fast = _fused_loss(z, v, y, T, alpha)
+    if fast is not None:
+        return fast
     ratio = log_ratio(z, v, T, check=False) if alpha > 0 else None
     return (distillation_loss(z, v, y, T, alpha, check=False, ratio=ratio),
             distillation_loss_grad(z, v, y, T, alpha, check=False, ratio=ratio))

@@ -59,7 +59,7 @@ from tqdm.auto import tqdm
 
 from . import data as nkdata
 from .backend import DEVICES, default_rng, get_array_module, get_xp, resolve_device, to_numpy
-from .losses import cross_entropy, cross_entropy_grad, distillation_loss_and_grad, log_softmax
+from .losses import cross_entropy_and_grad, distillation_loss_and_grad, log_softmax
 from .mlp import MLP, save_npz_atomic
 from .optim import SGD, exponential_decay, linear_ramp
 
@@ -376,8 +376,8 @@ def train_model(model, x, y, *, epochs, batch_size=100, lr=0.1, lr_decay=1.0, mo
                 loss, g = distillation_loss_and_grad(z, vb, yb, T, alpha, check=False)
                 loss_sum += loss
             else:
-                loss_sum += cross_entropy(z, yb, check=False)
-                g = cross_entropy_grad(z, yb, check=False)
+                loss, g = cross_entropy_and_grad(z, yb, check=False)
+                loss_sum += loss
             optimizer.step(model.backward(g))
             model.apply_max_norm()
             bar.update(1)

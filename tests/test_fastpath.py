@@ -5,14 +5,15 @@
 * the optimizers' cache-sized pieces (optim.pieces) give the same update,
   element for element, as the formula applied to whole arrays;
 * the training loop's distillation_loss_and_grad gives distillation_loss and
-  distillation_loss_grad, bit for bit.
+  distillation_loss_grad, bit for bit (its GPU kernel: tests/test_fused.py);
+* cross_entropy_and_grad gives cross_entropy and cross_entropy_grad, bit for bit.
 """
 
 import numpy as np
 import pytest
 
 import nanokd as nk
-from nanokd import optim
+from nanokd import fused, optim
 from nanokd.layers import bernoulli_keep
 
 
@@ -100,7 +101,9 @@ def test_numpy_float64_learning_rate_keeps_float32_arithmetic():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("alpha", [0.0, 0.1, 0.9, 1.0])
 @pytest.mark.parametrize("T", [1.0, 4.0, 20.0])
-def test_fused_distillation_loss_and_grad_equals_the_two_functions(xp, dtype, alpha, T):
+def test_fused_distillation_loss_and_grad_equals_the_two_functions(xp, dtype, alpha, T, monkeypatch):
+    # the plain pair, bit for bit; on CuPy the kernel of nanokd.fused replaces it (tests/test_fused.py)
+    monkeypatch.setattr(fused, "ENABLED", False)
     rng = np.random.default_rng(int(T * 10 + alpha * 100))
     z = xp.asarray(rng.normal(size=(100, 10)) * 5, dtype=dtype)
     v = xp.asarray(rng.normal(size=(100, 10)) * 5, dtype=dtype)
@@ -111,3 +114,16 @@ def test_fused_distillation_loss_and_grad_equals_the_two_functions(xp, dtype, al
     np.testing.assert_array_equal(nk.to_numpy(g), nk.to_numpy(nk.distillation_loss_grad(z, v, y, T, alpha)))
     with pytest.raises(ValueError, match="alpha"):
         nk.distillation_loss_and_grad(z, v, y, T, 1.5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_and_grad_equals_the_two_functions(xp, dtype, monkeypatch):
+    monkeypatch.setattr(fused, "ENABLED", False)
+    rng = np.random.default_rng(3)
+    z = xp.asarray(rng.normal(size=(50, 10)) * 5, dtype=dtype)
+    y = xp.asarray(rng.integers(0, 10, 50))
+    loss, g = nk.cross_entropy_and_grad(z, y)
+    assert float(loss) == float(nk.cross_entropy(z, y))
+    np.testing.assert_array_equal(nk.to_numpy(g), nk.to_numpy(nk.cross_entropy_grad(z, y)))
+    with pytest.raises(ValueError, match="y must be class labels"):
+        nk.cross_entropy_and_grad(z, y + 10)

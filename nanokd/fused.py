@@ -1,0 +1,356 @@
+r"""The GPU fast path: the elementwise work of a training step in a few CUDA kernels.
+
+On a GPU every array operation is a kernel launch, and each launch costs the
+host some 10-30 microseconds however small the array.  For the nets of the
+paper a step of the textbook code (losses.py, layers.py) is about a hundred
+launches, and that, not arithmetic, is what it waits for.  This module
+computes *the same formulas* with fewer launches:
+
+==============================  ============================================  =================
+kernel                          formulas it fuses                             launches (plain)
+==============================  ============================================  =================
+``ROWS`` (one thread per row)   :func:`~nanokd.losses.log_softmax`,           1 (about 100)
+                                :func:`~nanokd.losses.log_ratio`,
+                                :func:`~nanokd.losses.kd_loss` and its grad,
+                                :func:`~nanokd.losses.cross_entropy` and its
+                                grad, :func:`~nanokd.losses.distillation_loss`
+``bias_relu_dropout``           ``a += b``, :class:`~nanokd.layers.ReLU`,     1 (4)
+                                :class:`~nanokd.layers.Dropout` (mask from
+                                the same uniform draws)
+``relu_dropout_backward``       Dropout.backward, then ReLU.backward          1 (3)
+``sumsq`` + ``max_norm_scale``  :func:`~nanokd.layers.max_norm_`              2 (about 7)
+==============================  ============================================  =================
+
+Nothing here is a new formula, and the plain code stays what the learner
+reads: each kernel below is the lines of those functions written out once
+per array element (or per row), in the same order.  The results agree with
+the plain path to float rounding (the order of a few sums differs);
+tests/test_fused.py checks that on CuPy, and checks the row kernel's C code
+on the CPU too (it is plain C, compiled there with a C++ compiler).
+
+Only CuPy arrays take this path, and only while ``ENABLED`` is true (set it
+to False to time or test the plain formulas on the GPU).  If a kernel cannot
+be built (no CUDA compiler), a warning says so and the plain path is used.
+"""
+
+import warnings
+
+import numpy as np
+
+from .layers import Dropout, Linear, ReLU
+
+ENABLED = True
+
+# --------------------------------------------------------------------------
+# the per-row loss kernel
+# --------------------------------------------------------------------------
+
+#: C source of the row kernel, for ``real`` = float or double.  Thread n
+#: handles row n of z (N, C): its loss goes to loss[n], dL/dz_n to g[n, :].
+#: The names follow losses.py; each block says which function it mirrors.
+ROWS_SOURCE = r"""
+extern "C" __global__ void nanokd_rows(
+    const real* z, const real* v, const long long* y, const int N, const int C,
+    const real T, const real alpha, const real beta, const real small, const real kd_scale,
+    real* g, real* loss)
+{
+    const int n = blockIdx.x * blockDim.x + threadIdx.x;
+    if (n >= N) return;
+    const real* zn = z + (long long)n * C;
+    const real* vn = v + (long long)n * C;
+    real* gn = g + (long long)n * C;
+    real row_loss = 0;
+
+    if (alpha > 0) {
+        /* log_softmax(z, T): s = z/T; m = s[top]; log q_j = (s_j - m) - log1p(sum_{j != top} exp(s_j - m)) */
+        int top = 0;
+        for (int j = 1; j < C; j++) if (zn[j] / T > zn[top] / T) top = j;
+        const real mz = zn[top] / T;
+        real sum = 0;
+        for (int j = 0; j < C; j++) if (j != top) sum += EXP(zn[j] / T - mz);
+        const real lse_z = LOG1P(sum);
+        /* the same for v: log p */
+        int topv = 0;
+        for (int j = 1; j < C; j++) if (vn[j] / T > vn[topv] / T) topv = j;
+        const real mv = vn[topv] / T;
+        sum = 0;
+        for (int j = 0; j < C; j++) if (j != topv) sum += EXP(vn[j] / T - mv);
+        const real lse_v = LOG1P(sum);
+#define LOGQ(j) ((zn[j] / T - mz) - lse_z)
+#define LOGP(j) ((vn[j] / T - mv) - lse_v)
+
+        /* log_ratio: d = (v - z)/T, shifted so that d at argmax z is 0; e = d - sum_j q_j d_j;
+           l = e - log1p(max(sum_j q_j expm1(min(e_j, 30)), 0)), or log p - log q in a row where max e > 30 */
+        int topz = 0;
+        for (int j = 1; j < C; j++) if (zn[j] > zn[topz]) topz = j;
+        const real d_top = (vn[topz] - zn[topz]) / T;
+#define D(j) ((vn[j] - zn[j]) / T - d_top)
+        real mean = 0;
+        for (int j = 0; j < C; j++) mean += EXP(LOGQ(j)) * D(j);
+        real s = 0, e_max = D(0) - mean;
+        for (int j = 0; j < C; j++) {
+            const real e = D(j) - mean;
+            s += EXP(LOGQ(j)) * EXPM1(e < (real)30 ? e : (real)30);
+            if (e > e_max) e_max = e;
+        }
+        const real log1p_s = LOG1P(s > 0 ? s : (real)0);
+        const bool huge = e_max > (real)30;
+#define L(j) (huge ? LOGP(j) - LOGQ(j) : (D(j) - mean) - log1p_s)
+
+        /* kd_loss: T^2 sum_j q_j psi(l_j), psi by its series where |l| < small, else q + p (l - 1);
+           kd_loss_grad: T (q - p) / N as -q expm1(l) where |l| < 1, else q - p */
+        real kd = 0;
+        for (int j = 0; j < C; j++) {
+            const real logq = LOGQ(j), l = L(j), q = EXP(logq), abs_l = ABS(l);
+            const real t = l < -small ? -small : (l > small ? small : l);
+            const real series = t * t * ((real)(1.0 / 2) + t * ((real)(1.0 / 3) + t * ((real)(1.0 / 8)
+                                + t * ((real)(1.0 / 30) + t * ((real)(1.0 / 144) + t * ((real)(1.0 / 840)
+                                + t / (real)5760))))));
+            const real p = EXP(abs_l < (real)30 ? logq + l : LOGP(j));
+            kd += abs_l < small ? q * series : q + p * (l - 1);
+            const real lc = l < -1 ? (real)-1 : (l > 1 ? (real)1 : l);
+            real gj = abs_l < 1 ? -q * EXPM1(lc) : q - EXP(LOGP(j));
+            gj *= kd_scale;                    /* T / N */
+            if (alpha < 1) gj *= alpha;
+            gn[j] = gj;
+        }
+        row_loss = alpha * (T * T * kd);
+#undef LOGQ
+#undef LOGP
+#undef D
+#undef L
+    }
+
+    if (alpha < 1) {
+        /* cross_entropy: -log softmax(z)_y;  its grad: (softmax(z) - onehot(y)) / N, the y entry
+           computed as -(sum of the other q_j);  distillation_loss_grad adds (1 - alpha) times it */
+        const long long yn = y[n];
+        int top = 0;
+        for (int j = 1; j < C; j++) if (zn[j] > zn[top]) top = j;
+        const real m = zn[top];
+        real sum = 0;
+        for (int j = 0; j < C; j++) if (j != top) sum += EXP(zn[j] - m);
+        const real lse = LOG1P(sum);
+        real others = 0;
+        for (int j = 0; j < C; j++) if (j != yn) others += EXP((zn[j] - m) - lse);
+        for (int j = 0; j < C; j++) {
+            const real ce = (j == yn ? -others : EXP((zn[j] - m) - lse)) / (real)N;
+            gn[j] = alpha > 0 ? gn[j] + beta * ce : ce;
+        }
+        row_loss += beta * -((zn[yn] - m) - lse);
+    }
+    loss[n] = row_loss;
+}
+"""
+
+_HEADERS = {
+    "float32": "typedef float real;\n#define EXP expf\n#define LOG1P log1pf\n#define EXPM1 expm1f\n#define ABS fabsf\n",
+    "float64": "typedef double real;\n#define EXP exp\n#define LOG1P log1p\n#define EXPM1 expm1\n#define ABS fabs\n",
+}
+_THREADS = 128
+_KERNELS = {}  # name -> CuPy kernel, or None once building it failed
+
+
+def _warn_once(name, err):
+    warnings.warn(f"nanokd.fused: the CUDA kernel {name!r} could not be built ({err!r}); "
+                  "using the plain formulas", RuntimeWarning, stacklevel=3)
+
+
+def _kernel(name, build):
+    kernel = _KERNELS.get(name, False)
+    if kernel is False:
+        try:
+            kernel = build()
+        except Exception as err:  # noqa: BLE001  no compiler, or a broken toolkit: plain path
+            _warn_once(name, err)
+            kernel = None
+        _KERNELS[name] = kernel
+    return kernel
+
+
+def _rows_kernel(dtype):
+    import cupy
+
+    dtype = np.dtype(dtype).name
+
+    def build():
+        kernel = cupy.RawKernel(_HEADERS[dtype] + ROWS_SOURCE, "nanokd_rows")
+        kernel.compile()  # compile now, so that a failure is caught here
+        return kernel
+    return _kernel(f"rows_{dtype}", build)
+
+
+def active(xp):
+    """True if arrays of module ``xp`` take the fused path (CuPy, and ``ENABLED``)."""
+    return ENABLED and xp is not np
+
+
+def loss_rows(z, v, y, T, alpha):
+    """Per-row loss and dL/dz of ``distillation_loss`` (alpha = 0: cross-entropy) in one kernel.
+
+    Returns ``(loss (N,), g (N, C))``, or None if the kernel is unavailable.
+    ``v`` may be None when alpha = 0.  The loss of the batch is ``loss.mean()``.
+    """
+    if z.dtype not in (np.float32, np.float64):
+        return None
+    kernel = _rows_kernel(z.dtype)
+    if kernel is None:
+        return None
+    xp = _cupy()
+    N, C = z.shape
+    z = xp.ascontiguousarray(z)
+    v = z if v is None else xp.ascontiguousarray(v, dtype=z.dtype)
+    y = xp.ascontiguousarray(y, dtype=np.int64)
+    g = xp.empty_like(z)
+    loss = xp.empty(N, dtype=z.dtype)
+    real = z.dtype.type
+    small = 0.25 if z.dtype.itemsize <= 4 else 0.01  # as in kd_loss
+    kernel(((N + _THREADS - 1) // _THREADS,), (_THREADS,),
+           (z, v, y, np.int32(N), np.int32(C), real(T), real(alpha), real(1 - alpha), real(small), real(T / N), g, loss))
+    return loss, g
+
+
+def _cupy():
+    import cupy
+
+    return cupy
+
+
+# --------------------------------------------------------------------------
+# elementwise kernels of the MLP
+# --------------------------------------------------------------------------
+
+
+def _elementwise(name, in_params, out_params, operation):
+    def build():
+        return _cupy().ElementwiseKernel(in_params, out_params, operation, f"nanokd_{name}")
+    return _kernel(name, build)
+
+
+def _bias_relu():
+    # a += b; h = max(a, 0)   (a NaN stays NaN, as with maximum)
+    return _elementwise("bias_relu", "T b", "T a", "T s = a + b; a = s < (T)0 ? (T)0 : s;")
+
+
+def _bias_relu_dropout():
+    # a += b; h = max(a, 0); m = [u >= p] / (1 - p); h = h * m
+    return _elementwise("bias_relu_dropout", "T b, T u, T p, T scale", "T a, T mask",
+                        "T s = a + b; T m = u >= p ? scale : (T)0; mask = m; a = (s < (T)0 ? (T)0 : s) * m;")
+
+
+def _dropout():
+    # m = [u >= p] / (1 - p); h = x * m
+    return _elementwise("dropout", "T x, T u, T p, T scale", "T h, T mask",
+                        "T m = u >= p ? scale : (T)0; mask = m; h = x * m;")
+
+
+def _relu_dropout_backward():
+    # Dropout.backward: g = g * m;  then ReLU.backward: g = g * [h > 0]
+    return _elementwise("relu_dropout_backward", "T h, T mask", "T g", "g = g * mask * (T)(h > (T)0);")
+
+
+def _relu_backward():
+    return _elementwise("relu_backward", "T h", "T g", "g = g * (T)(h > (T)0);")
+
+
+def _sumsq():
+    return _kernel("sumsq", lambda: _cupy().ReductionKernel("T w", "T ss", "w * w", "a + b", "ss = a", "0",
+                                                             "nanokd_sumsq"))
+
+
+def _max_norm_scale():
+    # w_j <- w_j * min(1, c / max(||w_j||, 1e-12))
+    return _elementwise("max_norm_scale", "T ss, T c", "T w",
+                        "T norm = sqrt(ss); T s = c / (norm > (T)1e-12 ? norm : (T)1e-12); "
+                        "w = s < (T)1 ? w * s : w;")
+
+
+def mlp_forward(model, x):
+    """``MLP.forward(x, train=True)``, each Linear's bias, ReLU and Dropout in one kernel.
+
+    Returns the logits (a new array), or None if a kernel is unavailable.
+    Sets what the plain forward sets and the backward reads: each Linear's
+    input, each ReLU's output and each Dropout's mask.
+    """
+    kernels = (_bias_relu(), _bias_relu_dropout(), _dropout())
+    if any(k is None for k in kernels):
+        return None
+    bias_relu, bias_relu_dropout, dropout = kernels
+    xp, dtype, layers = model.xp, x.dtype, model.layers
+    h, i = x, 0
+    while i < len(layers):
+        layer = layers[i]
+        if isinstance(layer, Dropout):  # on the input: not in place
+            if layer.p == 0.0:
+                layer.mask = None
+            else:
+                u = model.rng.random(h.shape, dtype=dtype)  # as Dropout draws it
+                out = _buf(layer, "h", h.shape, xp, dtype)
+                mask = _buf(layer, "mask", h.shape, xp, dtype)
+                dropout(h, u, dtype.type(layer.p), dtype.type(1.0 / (1.0 - layer.p)), out, mask)
+                layer.mask, h = mask, out
+            i += 1
+            continue
+        a = layer.forward(h, bias=False)  # a = h W, into the layer's buffer
+        relu = layers[i + 1] if i + 1 < len(layers) and isinstance(layers[i + 1], ReLU) else None
+        drop = layers[i + 2] if relu is not None and i + 2 < len(layers) and isinstance(layers[i + 2], Dropout) \
+            else None
+        if relu is None:
+            a += layer.b
+            i += 1
+        elif drop is None or drop.p == 0.0:
+            bias_relu(layer.b, a)
+            relu.h = a
+            if drop is not None:
+                drop.mask = None
+            i += 2 if drop is None else 3
+        else:
+            u = model.rng.random(a.shape, dtype=dtype)
+            mask = _buf(drop, "mask", a.shape, xp, dtype)
+            bias_relu_dropout(layer.b, u, dtype.type(drop.p), dtype.type(1.0 / (1.0 - drop.p)), a, mask)
+            relu.h, drop.mask = a, mask
+            i += 3
+        h = a
+    return h.copy()
+
+
+def mlp_backward(model, dz):
+    """``MLP.backward(dz)``, each Dropout's and ReLU's backward in one kernel.  None if unavailable."""
+    kernels = (_relu_dropout_backward(), _relu_backward())
+    if any(k is None for k in kernels):
+        return None
+    relu_dropout_backward, relu_backward = kernels
+    g, mask, first = dz, None, model.linears[0]
+    for layer in reversed(model.layers):
+        if layer is first:
+            layer.backward(g, need_dx=False)
+            break
+        if isinstance(layer, Dropout):
+            mask = layer.mask  # applied together with the ReLU below it
+        elif isinstance(layer, ReLU):
+            if mask is None:
+                relu_backward(layer.h, g)
+            else:
+                relu_dropout_backward(layer.h, mask, g)
+            mask = None
+        elif isinstance(layer, Linear):
+            g = layer.backward(g)
+    grads = []
+    for linear in model.linears:
+        grads += [linear.dW, linear.db]
+    return grads
+
+
+def max_norm_(W, c):
+    """:func:`nanokd.layers.max_norm_` in two kernels; returns W, or None if unavailable."""
+    sumsq, scale = _sumsq(), _max_norm_scale()
+    if sumsq is None or scale is None:
+        return None
+    scale(sumsq(W, axis=0), W.dtype.type(c), W)
+    return W
+
+
+def _buf(layer, key, shape, xp, dtype):
+    from .layers import _buffer
+
+    return _buffer(layer._bufs, key, shape, xp, dtype)

@@ -1,0 +1,219 @@
+"""The GPU fast path (nanokd/fused.py) computes the plain formulas.
+
+* The row kernel's C source, compiled for the CPU with a C++ compiler and run
+  one "thread" at a time, gives distillation_loss / cross_entropy and their
+  gradients (float64 and float32).  This runs wherever a compiler is, so CI
+  checks the kernel's arithmetic without a GPU.
+* On CuPy: the row kernel, the fused forward and backward of the MLP and the
+  fused max-norm against the plain path (``fused.ENABLED = False``), and a
+  few training steps of both, which must stay together.
+"""
+
+import ctypes
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import nanokd as nk
+from nanokd import fused
+from nanokd.backend import cuda_available
+from nanokd.losses import distillation_loss, distillation_loss_grad
+
+CASES = [  # (N, C, T, alpha, logit scale, student-teacher gap)
+    (64, 10, 20.0, 1.0, 5.0, 1.0),
+    (64, 10, 20.0, 0.9, 5.0, 1.0),
+    (64, 10, 1.0, 0.0, 3.0, 1.0),
+    (33, 7, 2.5, 0.5, 1.0, 1e-3),  # p ~ q: the series branch of the KL
+    (17, 10, 0.5, 0.7, 40.0, 1.0),  # sharp softmaxes, huge log-ratios
+    (5, 3, 1.0, 1.0, 0.0, 0.0),  # uniform q = p: zero loss, zero gradient
+    (8, 1, 3.0, 0.9, 1.0, 1.0),  # one class
+]
+
+
+def make_case(N, C, T, alpha, scale, gap, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    v = scale * rng.standard_normal((N, C))
+    z = v + gap * rng.standard_normal((N, C))
+    y = rng.integers(0, C, N)
+    return z.astype(dtype), v.astype(dtype), y.astype(np.int64)
+
+
+def assert_close(fast, plain, rel):
+    fast, plain = np.asarray(fast, dtype=np.float64), np.asarray(plain, dtype=np.float64)
+    scale = max(np.abs(plain).max(), np.finfo(np.float64).tiny)
+    assert np.abs(fast - plain).max() <= rel * scale, (np.abs(fast - plain).max(), scale)
+
+
+# ---------------------------------------------------------------------------- the C source on the CPU
+
+SHIM = """
+#include <math.h>
+struct nanokd_dim { int x; };
+static nanokd_dim blockIdx, threadIdx, blockDim;
+#define __global__
+"""
+
+RUNNER = """
+extern "C" void run_rows(const real* z, const real* v, const long long* y, int N, int C, real T, real alpha,
+                         real beta, real small, real kd_scale, real* g, real* loss)
+{
+    blockDim.x = 1; threadIdx.x = 0;
+    for (int n = 0; n < N; n++) {
+        blockIdx.x = n;
+        nanokd_rows(z, v, y, N, C, T, alpha, beta, small, kd_scale, g, loss);
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def cpu_rows(tmp_path_factory):
+    """The row kernel built as a CPU library for each dtype: dtype -> callable like fused.loss_rows."""
+    cxx = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if cxx is None:
+        pytest.skip("no C++ compiler to build the row kernel's C source for the CPU")
+    folder = tmp_path_factory.mktemp("rows")
+    libs = {}
+    for dtype in ("float32", "float64"):
+        src, lib = folder / f"rows_{dtype}.cpp", folder / f"rows_{dtype}.so"
+        # -ffp-contract=off: no fused multiply-adds, like NumPy (the GPU may use them: the CuPy tests allow it)
+        src.write_text(SHIM + fused._HEADERS[dtype] + fused.ROWS_SOURCE + RUNNER)
+        subprocess.run([cxx, "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(lib), str(src)],
+                       check=True, capture_output=True)
+        libs[dtype] = ctypes.CDLL(str(lib))
+
+    def loss_rows(z, v, y, T, alpha):
+        dtype = z.dtype
+        real = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+        g, loss = np.empty_like(z), np.empty(len(z), dtype=dtype)
+        ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+        small = 0.25 if dtype.itemsize <= 4 else 0.01
+        libs[dtype.name].run_rows(ptr(z), ptr(v), ptr(y), len(z), z.shape[1], real(T), real(alpha),
+                                  real(1 - alpha), real(small), real(T / len(z)), ptr(g), ptr(loss))
+        return loss, g
+    return loss_rows
+
+
+@pytest.mark.parametrize("dtype,rel", [(np.float64, 1e-12), (np.float32, 2e-6)])
+@pytest.mark.parametrize("case", CASES)
+def test_row_kernel_source_on_the_cpu_gives_the_plain_losses(cpu_rows, case, dtype, rel):
+    N, C, T, alpha, scale, gap = case
+    z, v, y = make_case(*case, dtype=dtype)
+    loss, g = cpu_rows(z, v, y, T, alpha)
+    assert_close(loss.mean(), distillation_loss(z, v, y, T, alpha), rel)
+    assert_close(g, distillation_loss_grad(z, v, y, T, alpha), rel)
+
+
+def test_row_kernel_source_on_the_cpu_sees_a_wrong_label(cpu_rows):
+    # the comparison above is not vacuous: another label changes both loss and gradient
+    z, v, y = make_case(16, 10, 1.0, 0.0, 3.0, 1.0, np.float64)
+    y2 = (y + 1) % 10
+    loss, g = cpu_rows(z, v, y2, 1.0, 0.0)
+    assert abs(loss.mean() - distillation_loss(z, v, y, 1.0, 0.0)) > 1e-3
+    assert np.abs(g - distillation_loss_grad(z, v, y, 1.0, 0.0)).max() > 1e-3
+
+
+# ---------------------------------------------------------------------------- on the GPU
+
+cuda = pytest.mark.skipif(not cuda_available(), reason="CuPy with a CUDA GPU is not available here")
+
+
+@cuda
+@pytest.mark.parametrize("dtype,rel", [(np.float64, 1e-12), (np.float32, 4e-6)])
+@pytest.mark.parametrize("case", CASES)
+def test_row_kernel_gives_the_plain_losses(case, dtype, rel):
+    import cupy
+
+    N, C, T, alpha, scale, gap = case
+    z, v, y = (cupy.asarray(a) for a in make_case(*case, dtype=dtype))
+    out = fused.loss_rows(z, v, y, T, alpha)
+    assert out is not None, "the row kernel could not be built"
+    loss, g = out
+    assert_close(nk.to_numpy(loss).mean(), nk.to_numpy(distillation_loss(z, v, y, T, alpha)), rel)
+    assert_close(nk.to_numpy(g), nk.to_numpy(distillation_loss_grad(z, v, y, T, alpha)), rel)
+    # the training loop's entry points take the fused path and agree with it
+    loss2, g2 = nk.distillation_loss_and_grad(z, v, y, T, alpha)
+    cupy.testing.assert_array_equal(g2, g)
+    if alpha == 0:
+        loss3, g3 = nk.cross_entropy_and_grad(z, y)
+        cupy.testing.assert_array_equal(g3, g)
+
+
+def _model_pair(dtype, dropout):
+    sizes = [50, 40, 30, 10]
+    kw = dict(dropout_input=0.2 if dropout else 0.0, dropout_hidden=0.5 if dropout else 0.0, max_norm=0.5,
+              seed=3, dtype=dtype, device="cuda")
+    return nk.MLP(sizes, **kw), nk.MLP(sizes, **kw)
+
+
+@cuda
+@pytest.mark.parametrize("dtype,rel", [("float64", 1e-13), ("float32", 2e-6)])
+@pytest.mark.parametrize("dropout", [True, False])
+def test_fused_mlp_step_equals_the_plain_step(dtype, rel, dropout):
+    import cupy
+
+    fast, plain = _model_pair(dtype, dropout)
+    rng = np.random.default_rng(0)
+    x = cupy.asarray(rng.random((64, 50)).astype(dtype))
+    y = cupy.asarray(rng.integers(0, 10, 64))
+    for m in (fast, plain):
+        m.reseed(11)  # the same dropout draws
+    z_fast = fast.forward(x, train=True)
+    _, g = nk.cross_entropy_and_grad(z_fast, y)
+    grads_fast = [a.copy() for a in fast.backward(g)]
+    fast.apply_max_norm()
+    fused.ENABLED = False
+    try:
+        z_plain = plain.forward(x, train=True)
+        grads_plain = plain.backward(nk.cross_entropy_grad(z_plain, y))
+        plain.apply_max_norm()
+    finally:
+        fused.ENABLED = True
+    assert_close(nk.to_numpy(z_fast), nk.to_numpy(z_plain), rel)
+    for a, b in zip(fast.layers, plain.layers):
+        if isinstance(a, nk.Dropout):  # the same masks, bit for bit
+            cupy.testing.assert_array_equal(a.mask, b.mask)
+    for ga, gb in zip(grads_fast, grads_plain):
+        assert_close(nk.to_numpy(ga), nk.to_numpy(gb), rel)
+    for pa, pb in zip(fast.params, plain.params):  # after max-norm, which the tiny radius makes bite
+        assert_close(nk.to_numpy(pa), nk.to_numpy(pb), rel)
+    norms = cupy.sqrt((fast.params[0] ** 2).sum(axis=0))
+    assert float(norms.max()) <= 0.5 * (1 + 1e-5)
+
+
+@cuda
+def test_fused_training_follows_the_plain_training():
+    """Ten SGD steps of a small teacher: the two paths stay together (float64, so rounding cannot split them)."""
+    import cupy
+
+    fast, plain = _model_pair("float64", True)
+    rng = np.random.default_rng(1)
+    x = cupy.asarray(rng.random((640, 50)))
+    y = cupy.asarray(rng.integers(0, 10, 640))
+    for m, enabled in ((fast, True), (plain, False)):
+        fused.ENABLED = enabled
+        try:
+            opt = nk.SGD(m.params, lr=0.1, momentum=0.9)
+            m.reseed(5)
+            for b in range(10):
+                xb, yb = x[64 * b:64 * (b + 1)], y[64 * b:64 * (b + 1)]
+                _, g = nk.cross_entropy_and_grad(m.forward(xb, train=True), yb)
+                opt.step(m.backward(g))
+                m.apply_max_norm()
+        finally:
+            fused.ENABLED = True
+    for pa, pb in zip(fast.params, plain.params):
+        assert_close(nk.to_numpy(pa), nk.to_numpy(pb), 1e-11)
+
+
+@cuda
+def test_kernels_build():
+    import cupy
+
+    assert fused.active(cupy)
+    for build in (fused._bias_relu, fused._bias_relu_dropout, fused._dropout, fused._relu_dropout_backward,
+                  fused._relu_backward, fused._sumsq, fused._max_norm_scale):
+        assert build() is not None
+    assert fused._rows_kernel(np.float32) is not None and fused._rows_kernel(np.float64) is not None
