@@ -6,20 +6,24 @@ paper a step of the textbook code (losses.py, layers.py) is about a hundred
 launches, and that, not arithmetic, is what it waits for.  This module
 computes *the same formulas* with fewer launches:
 
-==============================  ============================================  =================
-kernel                          formulas it fuses                             launches (plain)
-==============================  ============================================  =================
-``ROWS`` (one thread per row)   :func:`~nanokd.losses.log_softmax`,           1 (about 100)
-                                :func:`~nanokd.losses.log_ratio`,
-                                :func:`~nanokd.losses.kd_loss` and its grad,
-                                :func:`~nanokd.losses.cross_entropy` and its
-                                grad, :func:`~nanokd.losses.distillation_loss`
-``bias_relu_dropout``           ``a += b``, :class:`~nanokd.layers.ReLU`,     1 (4)
-                                :class:`~nanokd.layers.Dropout` (mask from
-                                the same uniform draws)
-``relu_dropout_backward``       Dropout.backward, then ReLU.backward          1 (3)
-``sumsq`` + ``max_norm_scale``  :func:`~nanokd.layers.max_norm_`              2 (about 7)
-==============================  ============================================  =================
+=========================  ===============================================
+kernel                     the formulas it computes
+=========================  ===============================================
+``nanokd_rows``            :func:`~nanokd.losses.log_softmax`,
+(one thread per row)       :func:`~nanokd.losses.log_ratio`,
+                           :func:`~nanokd.losses.kd_loss` and its grad,
+                           :func:`~nanokd.losses.cross_entropy` and its
+                           grad, :func:`~nanokd.losses.distillation_loss`
+                           (about a hundred array operations on the plain path)
+``bias_relu_dropout``      ``a += b`` (:class:`~nanokd.layers.Linear`),
+                           :class:`~nanokd.layers.ReLU`,
+                           :class:`~nanokd.layers.Dropout` (the mask from
+                           the same uniform draws)
+``bias_relu``              the same without dropout
+``dropout``                Dropout of the input
+``relu_dropout_backward``  Dropout.backward, then ReLU.backward
+``sumsq``, ``scale``       :func:`~nanokd.layers.max_norm_`
+=========================  ===============================================
 
 Nothing here is a new formula, and the plain code stays what the learner
 reads: each kernel below is the lines of those functions written out once
@@ -37,7 +41,8 @@ import warnings
 
 import numpy as np
 
-from .layers import Dropout, Linear, ReLU
+from .layers import Dropout, Linear, ReLU, _buffer
+from .losses import series_limit
 
 ENABLED = True
 
@@ -169,12 +174,10 @@ def _kernel(name, build):
 
 
 def _rows_kernel(dtype):
-    import cupy
-
     dtype = np.dtype(dtype).name
 
     def build():
-        kernel = cupy.RawKernel(_HEADERS[dtype] + ROWS_SOURCE, "nanokd_rows")
+        kernel = _cupy().RawKernel(_HEADERS[dtype] + ROWS_SOURCE, "nanokd_rows")
         kernel.compile()  # compile now, so that a failure is caught here
         return kernel
     return _kernel(f"rows_{dtype}", build)
@@ -191,7 +194,7 @@ def loss_rows(z, v, y, T, alpha):
     Returns ``(loss (N,), g (N, C))``, or None if the kernel is unavailable.
     ``v`` may be None when alpha = 0.  The loss of the batch is ``loss.mean()``.
     """
-    if z.dtype not in (np.float32, np.float64):
+    if z.dtype not in (np.float32, np.float64) or z.shape[0] == 0:
         return None
     kernel = _rows_kernel(z.dtype)
     if kernel is None:
@@ -204,9 +207,9 @@ def loss_rows(z, v, y, T, alpha):
     g = xp.empty_like(z)
     loss = xp.empty(N, dtype=z.dtype)
     real = z.dtype.type
-    small = 0.25 if z.dtype.itemsize <= 4 else 0.01  # as in kd_loss
-    kernel(((N + _THREADS - 1) // _THREADS,), (_THREADS,),
-           (z, v, y, np.int32(N), np.int32(C), real(T), real(alpha), real(1 - alpha), real(small), real(T / N), g, loss))
+    args = (z, v, y, np.int32(N), np.int32(C), real(T), real(alpha), real(1 - alpha),
+            real(series_limit(z.dtype)), real(T / N), g, loss)
+    kernel(((N + _THREADS - 1) // _THREADS,), (_THREADS,), args)
     return loss, g
 
 
@@ -350,7 +353,6 @@ def max_norm_(W, c):
     return W
 
 
-def _buf(layer, key, shape, xp, dtype):
-    from .layers import _buffer
 
-    return _buffer(layer._bufs, key, shape, xp, dtype)
+def _buf(layer, key, shape, xp, dtype):
+    return _buffer(layer._bufs, key, shape, xp, dtype)  # the buffer the plain layer would use

@@ -285,6 +285,11 @@ def log_ratio(z, v, T, *, check=True):
     return logq, logp, xp.where(huge, logp - logq, l)
 
 
+def series_limit(dtype):
+    """Below this |l| :func:`kd_loss` sums psi(l) by its series: to l^8 it is exact to the last bit there."""
+    return 0.25 if dtype.itemsize <= 4 else 0.01
+
+
 def kd_loss(z, v, T, *, check=True, ratio=None):
     r"""The soft-target loss  T^2 * (1/N) sum_n KL(p_n || q_n).
 
@@ -332,7 +337,7 @@ def kd_loss(z, v, T, *, check=True, ratio=None):
     xp = get_array_module(z)
     logq, logp, l = log_ratio(z, v, T, check=False) if ratio is None else ratio
     q = xp.exp(logq)
-    small = 0.25 if l.dtype.itemsize <= 4 else 0.01  # below it, the series to l^8 is exact to the last bit
+    small = series_limit(l.dtype)
     t = xp.clip(l, -small, small)  # the series is used only there; clipping keeps far-away l from overflowing
     series = t * t * (1 / 2 + t * (1 / 3 + t * (1 / 8 + t * (1 / 30 + t * (1 / 144 + t * (1 / 840 + t / 5760))))))
     # q psi(l) = q - q exp(l) + q exp(l) l = q + p (l - 1), with p = q exp(l) = exp(log q + l) unless l is
