@@ -1,7 +1,7 @@
 r"""The GPU fast path: the elementwise work of a training step in a few CUDA kernels.
 
 On a GPU every array operation is a kernel launch, and each launch costs the
-host some 10-30 microseconds however small the array.  For the nets of the
+host tens of microseconds however small the array.  For the nets of the
 paper a step of the textbook code (losses.py, layers.py) is about a hundred
 launches, and that, not arithmetic, is what it waits for.  This module
 computes *the same formulas* with fewer launches:
