@@ -250,3 +250,27 @@ def test_fit_stats_on_hand_made_logits():
     p = np.exp([2.0, 0, 0]) / np.exp([2.0, 0, 0]).sum()
     q = p[[1, 0, 2]]
     assert s["kd"] == pytest.approx(float((p * np.log(p / q)).sum()) / 2, abs=1e-5)
+
+
+def test_student_fit_script_averages_the_weights_from_an_epoch_on(tmp_path):
+    module = load_script("paper_student_fit")
+    data = write_tiny_mnist(tmp_path / "mnist")
+    teacher = tmp_path / "teacher.npz"
+    import nanokd as nk
+    nk.MLP([784, 30, 10], seed=0).save(teacher)
+    out = tmp_path / "fit.json"
+    assert module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20", "20",
+                        "--schedule", "0.05:0.9:4", "--average-from", "2", "--batch-size", "50",
+                        "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["batch_size"] == 50 and rec["average_from"] == 2
+    curve = rec["runs"][0]["curve"]
+    assert ["averaged" in row for row in curve] == [False, True, True, True]
+    # a mean of one epoch's weights is those weights; later means differ from the last weights
+    assert curve[1]["averaged"] == {"transfer": curve[1]["transfer"], "test": curve[1]["test"]}
+    assert curve[3]["averaged"]["transfer"]["kd"] != curve[3]["transfer"]["kd"]
+    # the batch size reaches the training loop: with 100 the first epoch's loss is another
+    plain = tmp_path / "plain.json"
+    assert module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20", "20",
+                        "--schedule", "0.05:0.9:1", "--json", str(plain)]) == 0
+    assert json.loads(plain.read_text())["runs"][0]["curve"][0]["loss"] != curve[0]["loss"]
