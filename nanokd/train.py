@@ -283,6 +283,13 @@ def train_model(model, x, y, *, epochs, batch_size=100, lr=0.1, lr_decay=1.0, mo
         Per-epoch lists ``epoch, loss, val_errors, lr, momentum, seconds``,
         plus ``setup_seconds`` (time to compute cached soft targets) and
         ``total_seconds``.
+
+    Raises
+    ------
+    FloatingPointError
+        If an epoch's mean training loss is not finite (the run diverged).  It
+        is checked once per epoch, when the loss is read anyway; the
+        checkpoint then still holds the epoch before.
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model must be an nanokd MLP, got {type(model).__name__}")
@@ -386,6 +393,9 @@ def train_model(model, x, y, *, epochs, batch_size=100, lr=0.1, lr_decay=1.0, mo
         bar.close()
 
         loss = float(loss_sum) / n_batches
+        if not math.isfinite(loss):  # read once per epoch: no synchronisation inside the batch loop
+            raise FloatingPointError(f"{name}: the training loss of epoch {epoch + 1} is {loss}: training diverged "
+                                     f"(lr {optimizer.lr:.4g} is probably too large for batch size {batch_size})")
         val_errors = evaluate_errors(model, x_val, y_val) if validate else None
         seconds = time.perf_counter() - t0
         for key, value in zip(history, (epoch + 1, loss, val_errors, optimizer.lr, optimizer.momentum, seconds)):
@@ -709,7 +719,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"\ninterrupted. Continue with:  python -m nanokd.train --resume {out}", file=sys.stderr)
         return 130
-    except nkdata.DataError as e:
+    except (nkdata.DataError, FloatingPointError) as e:
         print(f"nanokd: {e}", file=sys.stderr)
         return 1
     return 0

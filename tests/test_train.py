@@ -179,6 +179,20 @@ def test_training_learns_the_tiny_task(tiny):
     assert len(history["lr"]) == 6 and history["total_seconds"] > 0
 
 
+def test_a_diverging_run_stops_at_the_end_of_the_epoch_and_says_why(tiny):
+    x, y, xv, yv = tiny
+    model = nk.MLP([784, 32, 10], seed=0)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError, match="epoch 1 .*diverged.*lr 1e"):
+        train.train_model(model, x, y, epochs=5, batch_size=16, lr=1e30, progress=False, log=None)
+
+
+def test_cli_reports_divergence_and_exits_1(tiny_dir, tmp_path, capsys):
+    with np.errstate(all="ignore"):
+        status = train.main(_cli(tiny_dir, tmp_path, "--role", "student", "--lr", "1e30"))
+    assert status == 1
+    assert "training diverged" in capsys.readouterr().err
+
+
 def test_schedules_are_set_per_epoch(tiny):
     x, y, _, _ = tiny
     h = train.train_model(nk.MLP([784, 8, 10]), x, y, epochs=4, lr=0.1, lr_decay=0.5, momentum=0.9,
