@@ -31,11 +31,12 @@ computed for each shifted batch.  It asks whether the 60,000 unshifted images
 are what limits the student (the transfer-set figures are still those of the
 unshifted images).
 
-``--batch-size`` changes the student's batch (100 in the paper's recipe), and
-``--average-from E`` also follows the mean of the student's weights over the
-ends of epochs E, E+1, ... (Polyak averaging), under ``"averaged"`` in each
-row of the curve: two things the paper does not say it did, tried here to see
-whether they move the test figures.
+``--batch-size`` changes the student's batch (100 in the paper's recipe),
+``--init-std`` its initial weights (He's by default), and ``--average-from E``
+also follows the mean of the student's weights over the ends of epochs E,
+E+1, ... (Polyak averaging), under ``"averaged"`` in each row of the curve:
+things the paper does not say either way, tried here to see whether they move
+the test figures.
 """
 
 import argparse
@@ -83,6 +84,7 @@ def main(argv=None):
     p.add_argument("--hidden", type=int, nargs="+", default=[800, 800])
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--init-std", type=float, default=None, help="initial weights N(0, s^2) (default: He's)")
     p.add_argument("--average-from", type=int, default=0, metavar="E",
                    help="also evaluate the mean of the weights at the ends of epochs E, E+1, ... (0: no)")
     p.add_argument("--jitter", type=int, default=0,
@@ -102,7 +104,7 @@ def main(argv=None):
     v = {name: compute_teacher_logits(teacher, x) for name, (x, _) in sets.items()}
     runs = []
     for lr, decay, epochs in args.schedule:
-        student = MLP([784, *args.hidden, 10], seed=args.seed, device=device)
+        student = MLP([784, *args.hidden, 10], seed=args.seed, init_std=args.init_std, device=device)
         mean = MLP([784, *args.hidden, 10], seed=args.seed, device=device) if args.average_from else None
         curve = []
 
@@ -147,7 +149,7 @@ def main(argv=None):
                 "command": command_line(), "date": now(), "git_commit": git_commit(), "machine": machine(),
                 "device": device, "teacher": args.teacher, "jitter": args.jitter, "T": args.T, "alpha": 1.0,
                 "hidden": args.hidden, "seed": args.seed, "batch_size": args.batch_size,
-                "average_from": args.average_from or None,
+                "average_from": args.average_from or None, "init_std": args.init_std,
                 "momentum": "0.5 -> 0.9 over 2 epochs", "runs": runs})
     return 0
 

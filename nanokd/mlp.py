@@ -34,6 +34,10 @@ class MLP:
         weights, applied by :meth:`apply_max_norm` after each update.
     seed : int
         Seeds the initial weights and the dropout masks: one seed, one run.
+    init_std : float or None
+        Standard deviation of the initial weights.  None (the default) is He's
+        sqrt(2 / fan_in) for each layer; a number uses that for every layer
+        (e.g. 0.01, the small Gaussian of Hinton et al. 2012).
     dtype : "float32" or "float64"
         float32 for training, float64 for gradient checks.
     device : "cpu", "cuda" or "auto"
@@ -44,7 +48,7 @@ class MLP:
     """
 
     def __init__(self, sizes, *, dropout_input=0.0, dropout_hidden=0.0, max_norm=None,
-                 seed=0, dtype="float32", device="cpu"):
+                 seed=0, init_std=None, dtype="float32", device="cpu"):
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least two positive widths, got {sizes}")
@@ -52,22 +56,28 @@ class MLP:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         if max_norm is not None and not max_norm > 0:
             raise ValueError(f"max_norm must be None or > 0, got {max_norm}")
+        if init_std is not None and not init_std > 0:
+            raise ValueError(f"init_std must be None or > 0, got {init_std}")
         self.device = resolve_device(device)
         xp = self.xp = get_xp(self.device)
         self.config = dict(sizes=sizes, dropout_input=float(dropout_input),
                            dropout_hidden=float(dropout_hidden),
                            max_norm=None if max_norm is None else float(max_norm),
                            seed=int(seed), dtype=dtype)
+        if init_std is not None:  # only then, so that files and checkpoints made before it stay valid
+            self.config["init_std"] = float(init_std)
         self.sizes, self.max_norm = sizes, max_norm
 
         # He initialisation, drawn on the host in float64 so every device and
-        # dtype starts from the same weights: W ~ N(0, 2 / fan_in), b = 0.
+        # dtype starts from the same weights: W ~ N(0, 2 / fan_in), b = 0
+        # (or W ~ N(0, init_std^2) when init_std is given).
         init = np.random.default_rng(seed)
         self.layers, self.params = [], []
         if dropout_input > 0:
             self.layers.append(Dropout(dropout_input, inplace=False))
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            W = xp.asarray(init.normal(0.0, np.sqrt(2.0 / n_in), (n_in, n_out)).astype(dtype))
+            std = np.sqrt(2.0 / n_in) if init_std is None else init_std
+            W = xp.asarray(init.normal(0.0, std, (n_in, n_out)).astype(dtype))
             b = xp.zeros(n_out, dtype=dtype)
             linear = Linear(W, b)
             self.layers.append(linear)

@@ -180,6 +180,20 @@ def test_save_load_roundtrip(tmp_path):
     np.testing.assert_array_equal(model.forward(x), loaded.forward(x))
 
 
+def test_init_std_sets_the_spread_of_every_layer_and_survives_save_and_load(tmp_path):
+    he = nk.MLP([784, 400, 10], seed=2)
+    small = nk.MLP([784, 400, 10], seed=2, init_std=0.01)
+    assert "init_std" not in he.config and small.config["init_std"] == 0.01
+    assert abs(he.params[0].std() - (2 / 784) ** 0.5) < 1e-3 and abs(he.params[2].std() - (2 / 400) ** 0.5) < 3e-3
+    for W in small.params[0::2]:
+        assert abs(W.std() - 0.01) < 5e-4
+    np.testing.assert_allclose(small.params[0], he.params[0] * (0.01 / (2 / 784) ** 0.5), rtol=1e-5)  # same draws
+    small.save(tmp_path / "m.npz")
+    assert nk.MLP.load(tmp_path / "m.npz").config == small.config
+    with pytest.raises(ValueError, match="init_std"):
+        nk.MLP([4, 3], init_std=0.0)
+
+
 def test_load_rejects_a_foreign_file(tmp_path):
     path = tmp_path / "other.npz"
     np.savez(path, a=np.zeros(3))

@@ -261,16 +261,20 @@ def test_student_fit_script_averages_the_weights_from_an_epoch_on(tmp_path):
     out = tmp_path / "fit.json"
     assert module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20", "20",
                         "--schedule", "0.05:0.9:4", "--average-from", "2", "--batch-size", "50",
-                        "--json", str(out)]) == 0
+                        "--init-std", "0.01", "--json", str(out)]) == 0
     rec = json.loads(out.read_text())
-    assert rec["batch_size"] == 50 and rec["average_from"] == 2
+    assert rec["batch_size"] == 50 and rec["average_from"] == 2 and rec["init_std"] == 0.01
     curve = rec["runs"][0]["curve"]
     assert ["averaged" in row for row in curve] == [False, True, True, True]
     # a mean of one epoch's weights is those weights; later means differ from the last weights
     assert curve[1]["averaged"] == {"transfer": curve[1]["transfer"], "test": curve[1]["test"]}
     assert curve[3]["averaged"]["transfer"]["kd"] != curve[3]["transfer"]["kd"]
-    # the batch size reaches the training loop: with 100 the first epoch's loss is another
-    plain = tmp_path / "plain.json"
-    assert module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20", "20",
-                        "--schedule", "0.05:0.9:1", "--json", str(plain)]) == 0
-    assert json.loads(plain.read_text())["runs"][0]["curve"][0]["loss"] != curve[0]["loss"]
+    # the batch size and the initial weights reach the training loop: each changes the first epoch's loss
+    def first_loss(*flags):
+        path = tmp_path / "one.json"
+        assert module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20",
+                            "20", "--schedule", "0.05:0.9:1", "--json", str(path), *flags]) == 0
+        return json.loads(path.read_text())["runs"][0]["curve"][0]["loss"]
+    small_init = first_loss("--init-std", "0.01")  # batch 100
+    assert first_loss() != small_init  # He's initial weights against N(0, 0.01^2)
+    assert small_init != curve[0]["loss"]  # batch 100 against batch 50, both from N(0, 0.01^2)
