@@ -32,7 +32,9 @@ are what limits the student (the transfer-set figures are still those of the
 unshifted images).
 
 ``--batch-size`` changes the student's batch (100 in the paper's recipe),
-``--init-std`` its initial weights (He's by default), and ``--average-from E``
+``--init-std`` its initial weights (He's by default), ``--center-inputs``
+subtracts the mean transfer image from what the student sees (the teacher
+still sees the plain pixels), and ``--average-from E``
 also follows the mean of the student's weights over the ends of epochs E,
 E+1, ... (Polyak averaging), under ``"averaged"`` in each row of the curve:
 things the paper does not say either way, tried here to see whether they move
@@ -85,6 +87,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--init-std", type=float, default=None, help="initial weights N(0, s^2) (default: He's)")
+    p.add_argument("--center-inputs", action="store_true",
+                   help="the student sees each image minus the mean transfer image (not with --jitter)")
     p.add_argument("--average-from", type=int, default=0, metavar="E",
                    help="also evaluate the mean of the weights at the ends of epochs E, E+1, ... (0: no)")
     p.add_argument("--jitter", type=int, default=0,
@@ -94,6 +98,8 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="write the record here")
     args = p.parse_args(argv)
+    if args.center_inputs and args.jitter:
+        p.error("--center-inputs and --jitter cannot be combined: with --jitter teacher and student see the same images")
 
     device = resolve_device(args.device)
     teacher = MLP.load(args.teacher, device=device)
@@ -102,6 +108,9 @@ def main(argv=None):
     sets = {"transfer": (nkdata.to_float(ds.x_train, xp), xp.asarray(ds.y_train)),
             "test": (nkdata.to_float(ds.x_test, xp), xp.asarray(ds.y_test))}
     v = {name: compute_teacher_logits(teacher, x) for name, (x, _) in sets.items()}
+    if args.center_inputs:  # from here on the images are the student's; v was computed from the plain pixels
+        mean_image = sets["transfer"][0].mean(axis=0)
+        sets = {name: (x - mean_image, y) for name, (x, y) in sets.items()}
     runs = []
     for lr, decay, epochs in args.schedule:
         student = MLP([784, *args.hidden, 10], seed=args.seed, init_std=args.init_std, device=device)
@@ -150,6 +159,7 @@ def main(argv=None):
                 "device": device, "teacher": args.teacher, "jitter": args.jitter, "T": args.T, "alpha": 1.0,
                 "hidden": args.hidden, "seed": args.seed, "batch_size": args.batch_size,
                 "average_from": args.average_from or None, "init_std": args.init_std,
+                "center_inputs": args.center_inputs,
                 "momentum": "0.5 -> 0.9 over 2 epochs", "runs": runs})
     return 0
 

@@ -275,6 +275,9 @@ def test_student_fit_script_averages_the_weights_from_an_epoch_on(tmp_path):
         assert module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20",
                             "20", "--schedule", "0.05:0.9:1", "--json", str(path), *flags]) == 0
         return json.loads(path.read_text())["runs"][0]["curve"][0]["loss"]
+    assert first_loss("--center-inputs") != first_loss()  # the student sees other pixels, the teacher the same
+    with pytest.raises(SystemExit):
+        module.main(["--teacher", str(teacher), "--schedule", "0.05:0.9:1", "--center-inputs", "--jitter", "2"])
     small_init = first_loss("--init-std", "0.01")  # batch 100
     assert first_loss() != small_init  # He's initial weights against N(0, 0.01^2)
     assert small_init != curve[0]["loss"]  # batch 100 against batch 50, both from N(0, 0.01^2)
