@@ -17,8 +17,9 @@ section still runs; the JSON record is rewritten after every section:
 3. ``no_sync``    the body of nanokd.train's batch loop (index, gather, forward,
    loss into a device accumulator, gradient, backward, SGD step, max-norm) run
    for 8 batches (few enough that their launches fit in the device's queue)
-   while the GPU is still busy with a spin kernel queued just before: if the host gets through all of them before the spin ends, no
-   batch waited for the device, i.e. there is no device-to-host copy or
+   while the GPU is still busy with a spin kernel queued just before: if the
+   host gets through all of them before the spin ends, no batch waited for
+   the device, i.e. there is no device-to-host copy or
    synchronisation (and no blocking host-to-device copy) inside the loop.
 4. ``train``      ``python -m nanokd.train --preset quick --device cuda`` (the
    whole experiment, in this process) and its table.
