@@ -8,6 +8,7 @@ model's ``test_errors`` list with one count per seed.
 
 import gzip
 import importlib.util
+import itertools
 import json
 import struct
 from pathlib import Path
@@ -207,16 +208,27 @@ def test_report_reads_the_committed_records(paper_mnist, capsys):
     assert "**sweep**" in old and "| units per layer | T = 1 |" in old
 
 
-def test_student_fit_script_compares_student_and_teacher_every_epoch(tmp_path):
+@pytest.fixture
+def student_fit(tmp_path):
+    """Run paper_student_fit.py on tiny data with a 784-30-10 teacher and 20x20 students: flags -> its record."""
     module = load_script("paper_student_fit")
     data = write_tiny_mnist(tmp_path / "mnist")
     teacher = tmp_path / "teacher.npz"
     import nanokd as nk
     nk.MLP([784, 30, 10], seed=0).save(teacher)
-    out = tmp_path / "fit.json"
-    assert module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20", "20",
-                        "--schedule", "0.05:0.9:3", "--schedule", "0.1:0.8:2", "--json", str(out)]) == 0
-    rec = json.loads(out.read_text())
+    runs = itertools.count()  # one record file per run
+
+    def run(*flags):
+        out = tmp_path / f"fit{next(runs)}.json"
+        assert module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20", "20",
+                            "--json", str(out), *flags]) == 0
+        return json.loads(out.read_text())
+    run.module, run.teacher = module, teacher
+    return run
+
+
+def test_student_fit_script_compares_student_and_teacher_every_epoch(student_fit):
+    rec = student_fit("--schedule", "0.05:0.9:3", "--schedule", "0.1:0.8:2")
     assert [(r["epochs"], len(r["curve"])) for r in rec["runs"]] == [(3, 3), (2, 2)]
     first = rec["runs"][0]["curve"]
     assert [row["epoch"] for row in first] == [1, 2, 3]
@@ -226,10 +238,7 @@ def test_student_fit_script_compares_student_and_teacher_every_epoch(tmp_path):
             s = row[name]
             assert s["kd"] >= 0 and s["rms"] >= 0 and 0 <= s["disagree"] <= n and 0 <= s["errors"] <= n
         assert len({row[name]["teacher_errors"] for row in first}) == 1  # the teacher does not change
-    shifted = tmp_path / "jitter.json"
-    assert module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20", "20",
-                        "--schedule", "0.05:0.9:2", "--jitter", "2", "--json", str(shifted)]) == 0
-    rec2 = json.loads(shifted.read_text())
+    rec2 = student_fit("--schedule", "0.05:0.9:2", "--jitter", "2")
     assert rec2["jitter"] == 2 and rec["jitter"] == 0
     # same seed and schedule: the first epoch's training loss differs only because the images were shifted
     assert rec2["runs"][0]["curve"][0]["loss"] != rec["runs"][0]["curve"][0]["loss"]
@@ -252,32 +261,25 @@ def test_fit_stats_on_hand_made_logits():
     assert s["kd"] == pytest.approx(float((p * np.log(p / q)).sum()) / 2, abs=1e-5)
 
 
-def test_student_fit_script_averages_the_weights_from_an_epoch_on(tmp_path):
-    module = load_script("paper_student_fit")
-    data = write_tiny_mnist(tmp_path / "mnist")
-    teacher = tmp_path / "teacher.npz"
-    import nanokd as nk
-    nk.MLP([784, 30, 10], seed=0).save(teacher)
-    out = tmp_path / "fit.json"
-    assert module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20", "20",
-                        "--schedule", "0.05:0.9:4", "--average-from", "2", "--batch-size", "50",
-                        "--init-std", "0.01", "--json", str(out)]) == 0
-    rec = json.loads(out.read_text())
+def test_student_fit_script_averages_the_weights_from_an_epoch_on(student_fit):
+    rec = student_fit("--schedule", "0.05:0.9:4", "--average-from", "2", "--batch-size", "50", "--init-std", "0.01")
     assert rec["batch_size"] == 50 and rec["average_from"] == 2 and rec["init_std"] == 0.01
     curve = rec["runs"][0]["curve"]
     assert ["averaged" in row for row in curve] == [False, True, True, True]
     # a mean of one epoch's weights is those weights; later means differ from the last weights
     assert curve[1]["averaged"] == {"transfer": curve[1]["transfer"], "test": curve[1]["test"]}
     assert curve[3]["averaged"]["transfer"]["kd"] != curve[3]["transfer"]["kd"]
-    # the batch size and the initial weights reach the training loop: each changes the first epoch's loss
+
+
+def test_student_fit_options_reach_the_training_loop(student_fit):
+    """Each of --center-inputs, --init-std and --batch-size changes the first epoch's training loss."""
     def first_loss(*flags):
-        path = tmp_path / "one.json"
-        assert module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20",
-                            "20", "--schedule", "0.05:0.9:1", "--json", str(path), *flags]) == 0
-        return json.loads(path.read_text())["runs"][0]["curve"][0]["loss"]
-    assert first_loss("--center-inputs") != first_loss()  # the student sees other pixels, the teacher the same
+        return student_fit("--schedule", "0.05:0.9:1", *flags)["runs"][0]["curve"][0]["loss"]
+    plain = first_loss()
+    assert first_loss("--center-inputs") != plain  # the student sees other pixels, the teacher the same
+    small_init = first_loss("--init-std", "0.01")
+    assert small_init != plain  # He's initial weights against N(0, 0.01^2)
+    assert first_loss("--init-std", "0.01", "--batch-size", "50") != small_init
     with pytest.raises(SystemExit):
-        module.main(["--teacher", str(teacher), "--schedule", "0.05:0.9:1", "--center-inputs", "--jitter", "2"])
-    small_init = first_loss("--init-std", "0.01")  # batch 100
-    assert first_loss() != small_init  # He's initial weights against N(0, 0.01^2)
-    assert small_init != curve[0]["loss"]  # batch 100 against batch 50, both from N(0, 0.01^2)
+        student_fit.module.main(["--teacher", str(student_fit.teacher), "--schedule", "0.05:0.9:1",
+                                 "--center-inputs", "--jitter", "2"])
