@@ -283,3 +283,44 @@ def test_student_fit_options_reach_the_training_loop(student_fit):
     with pytest.raises(SystemExit):
         student_fit.module.main(["--teacher", str(student_fit.teacher), "--schedule", "0.05:0.9:1",
                                  "--center-inputs", "--jitter", "2"])
+
+
+def test_teacher_logit_stats_on_hand_made_logits():
+    module = load_script("teacher_logits")
+    v = np.array([[3.0, 1.0, -1.0], [0.0, 2.0, 4.0]])
+    y = np.array([0, 1])
+    s = module.logit_stats(v, y)
+    assert s["n"] == 2 and s["errors"] == 1  # row 1 says class 2
+    # centred rows (2, 0, -2) and (-2, 0, 2): every entry is 0 or +-2, so rms = sqrt(16 / 6)
+    assert s["rms"] == pytest.approx((16 / 6) ** 0.5)
+    assert s["margin"] == pytest.approx(((3 - 1) + (2 - 4)) / 2)  # true class over the best wrong one
+    assert s["wrong_spread"] == pytest.approx((1.0 + 2.0) / 2)  # std of (1, -1) and of (0, 4)
+    lse = np.log(np.exp(v).sum(axis=1))
+    assert s["nll"] == pytest.approx(float(((lse[0] - 3.0) + (lse[1] - 2.0)) / 2))
+    assert module.logit_stats(v + 7.0, y) == pytest.approx(s)  # a shift of every logit changes nothing
+    with pytest.raises(ValueError, match="shape"):
+        module.logit_stats(v, np.array([0]))
+
+
+def test_teacher_logits_script_reports_train_and_test_for_each_teacher(tmp_path, capsys):
+    module = load_script("teacher_logits")
+    data = write_tiny_mnist(tmp_path / "mnist")
+    import nanokd as nk
+    paths = []
+    for seed in (0, 1):
+        paths += ["--teacher", str(tmp_path / f"t{seed}.npz")]
+        nk.MLP([784, 30, 10], seed=seed).save(paths[-1])
+    out = tmp_path / "logits.json"
+    assert module.main(["--data-dir", str(data), "--no-verify", "--val", "100", "--classes", "7", "8",
+                        "--json", str(out), *paths]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["n_train"] == 300 and rec["classes"] == [7, 8] and len(rec["teachers"]) == 2
+    ds = module.nkdata.load("mnist", str(data), verify=False)
+    y_train, y_test = ds.y_train[:300], ds.y_test
+    for stats in rec["teachers"].values():
+        assert stats["train"]["all"]["n"] == 300 and stats["test"]["all"]["n"] == 150
+        assert stats["train"]["classes"]["n"] == int(np.isin(y_train, [7, 8]).sum())
+        assert stats["test"]["classes"]["n"] == int(np.isin(y_test, [7, 8]).sum())
+    a, b = rec["teachers"].values()
+    assert a["test"]["all"]["rms"] != b["test"]["all"]["rms"]  # two different nets
+    assert capsys.readouterr().out.count("test 7,8") == 2

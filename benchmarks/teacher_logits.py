@@ -1,0 +1,113 @@
+r"""What does a teacher's output look like, on the digits it trained on and on new ones?
+
+A diagnostic for the transfer experiments of ``paper_mnist.py`` (omit3, only78),
+where everything a student learns about the missing classes comes from the
+teacher's logits v for the wrong classes.  For each teacher it prints, on the
+training images (the first 55,000: the pool the omit3 / only78 transfer sets come
+from) and on the test images, for all digits and for ``--classes`` alone::
+
+    python benchmarks/teacher_logits.py --teacher /tmp/pmC/teacher.npz --teacher /tmp/pmA/teacher.npz --classes 7 8
+
+- ``rms``: root-mean-square of the centred logits v - mean(v), in logit units
+  (the size of what a student at high temperature regresses onto);
+- ``margin``: mean of v_y - max_{j != y} v_j, the true class over the runner-up;
+- ``wrong_spread``: mean over images of the standard deviation of the wrong
+  classes' logits (how much the dark knowledge says);
+- ``nll``: mean cross-entropy -log softmax(v)_y at T = 1;
+- ``errors``: images whose arg max is not y.
+
+A teacher whose figures are much larger on the training digits than on the test
+digits has fitted its training images in a way that a student, which learns from
+those images only, would copy.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from nanokd import data as nkdata  # noqa: E402
+from nanokd.losses import log_softmax  # noqa: E402
+from nanokd.mlp import MLP  # noqa: E402
+from nanokd.train import compute_teacher_logits  # noqa: E402
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from paper_mnist import command_line, git_commit, machine, now, write_json_atomic  # noqa: E402
+
+
+def logit_stats(v, y):
+    """The figures of the module docstring for logits v (N, C) and labels y (N,), as plain floats."""
+    v = np.asarray(v, dtype=np.float64)
+    y = np.asarray(y)
+    n = len(y)
+    if v.ndim != 2 or v.shape[0] != n or n == 0:
+        raise ValueError(f"v must have shape (N, C) with N = len(y) > 0, got {v.shape} and {n} labels")
+    rows = np.arange(n)
+    centred = v - v.mean(axis=1, keepdims=True)
+    wrong = np.ma.masked_array(v, mask=np.zeros_like(v, dtype=bool))
+    wrong.mask[rows, y] = True
+    return {"n": int(n),
+            "errors": int((v.argmax(axis=1) != y).sum()),
+            "rms": float(np.sqrt((centred ** 2).mean())),
+            "margin": float((v[rows, y] - wrong.max(axis=1)).mean()),
+            "wrong_spread": float(wrong.std(axis=1).mean()),
+            "nll": float(-log_softmax(v, check=False)[rows, y].mean())}
+
+
+def teacher_stats(teacher, sets, classes=None):
+    """``{set name: {"all": stats, "classes": stats or None}}`` for ``sets`` = {name: (x, y)}."""
+    out = {}
+    for name, (x, y) in sets.items():
+        v = np.asarray(compute_teacher_logits(teacher, x))
+        row = {"all": logit_stats(v, y), "classes": None}
+        if classes:
+            keep = np.isin(y, classes)
+            row["classes"] = logit_stats(v[keep], y[keep])
+        out[name] = row
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--teacher", action="append", required=True, help="a saved teacher.npz (repeat for several)")
+    ap.add_argument("--classes", type=int, nargs="+", default=None,
+                    help="also the images of these classes alone (only78's are 7 8)")
+    ap.add_argument("--val", type=int, default=5000,
+                    help="leave out the last N training images, as paper_mnist.py's omit3 / only78 do")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--no-verify", action="store_true", help="skip the checksums (for home-made test data)")
+    ap.add_argument("--json", help="write the record here")
+    args = ap.parse_args(argv)
+    ds = nkdata.load("mnist", args.data_dir, verify=not args.no_verify)
+    if not 0 <= args.val < len(ds.y_train):
+        raise SystemExit(f"--val must be in [0, {len(ds.y_train)}), got {args.val}")
+    n_fit = len(ds.y_train) - args.val
+    sets = {"train": (nkdata.to_float(ds.x_train[:n_fit], np), np.asarray(ds.y_train[:n_fit])),
+            "test": (nkdata.to_float(ds.x_test, np), np.asarray(ds.y_test))}
+    record = {"command": command_line(), "date": now(), "git_commit": git_commit(), "machine": machine(),
+              "classes": args.classes, "n_train": n_fit, "teachers": {}}
+    keys = ("errors", "rms", "margin", "wrong_spread", "nll")
+    print(f"{'teacher':40s} {'images':>14s} " + " ".join(f"{k:>12s}" for k in keys))
+    for path in args.teacher:
+        stats = teacher_stats(MLP.load(path), sets, args.classes)
+        record["teachers"][path] = stats
+        for name, row in stats.items():
+            for part, s in row.items():
+                if s is None:
+                    continue
+                label = f"{name} {'all' if part == 'all' else ','.join(map(str, args.classes))}"
+                print(f"{path:40s} {label:>14s} " + " ".join(
+                    f"{s[k]:12d}" if k == "errors" else f"{s[k]:12.3f}" for k in keys))
+    if args.json:
+        write_json_atomic(args.json, record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
