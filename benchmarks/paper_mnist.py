@@ -554,17 +554,16 @@ _EXPERIMENT_FNS = {"table": run_table, "sweep": run_sweep,
 
 
 def _worker(ctx, todo, done):
-    """A forked worker of ``all --jobs N``: run experiments from the queue ``todo`` until it is empty.
+    """A forked worker of ``all --jobs N``: run experiments from the queue ``todo`` until it yields None.
 
     Each finished one goes to ``done`` as (name, seconds).  Nothing is pickled
     but names and numbers: the worker inherits ``ctx`` (data, teacher logits)
-    from the fork.
+    from the fork.  The worker stops at a None (one per worker, queued after
+    the names), never at an empty queue: a multiprocessing queue is filled by
+    a background thread, so a worker that started early could find it empty
+    for a moment and quit with experiments left undone.
     """
-    while True:
-        try:
-            name = todo.get_nowait()
-        except queue.Empty:
-            return
+    for name in iter(todo.get, None):
         t = time.perf_counter()
         _EXPERIMENT_FNS[name](ctx)
         done.put((name, round(time.perf_counter() - t, 1)))
@@ -593,7 +592,7 @@ def run_all(ctx):
 
         mp = multiprocessing.get_context("fork")
         todo, done = mp.Queue(), mp.Queue()
-        for name in names:
+        for name in names + [None] * jobs:  # a None tells one worker to stop (see _worker)
             todo.put(name)
         workers = [mp.Process(target=_worker, args=(ctx, todo, done)) for _ in range(jobs)]
         for w in workers:

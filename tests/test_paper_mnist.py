@@ -195,6 +195,31 @@ def test_all_in_two_processes_stops_when_a_worker_fails(paper_mnist, tmp_path, m
     assert not (tmp_path / "out" / "paper_all.json").exists()
 
 
+def test_a_worker_waits_for_experiments_that_reach_its_queue_late(paper_mnist, monkeypatch):
+    """A worker stops at its None, not at a queue that is empty for a moment.
+
+    A multiprocessing queue is filled by a background thread; on a busy machine
+    a worker could find it empty before the names arrived and quit with exit
+    code 0, leaving experiments undone ("a worker failed (exit codes [0, 0])").
+    """
+    import queue
+    import threading
+    import time
+
+    ran = []
+    for name in ("table", "omit3"):
+        monkeypatch.setitem(paper_mnist._EXPERIMENT_FNS, name, lambda ctx, name=name: ran.append(name))
+    todo, done = queue.Queue(), queue.Queue()  # the same get / put as the processes' queues
+    worker = threading.Thread(target=paper_mnist._worker, args=(None, todo, done))
+    worker.start()
+    time.sleep(0.2)  # the queue is empty meanwhile
+    for item in ("table", "omit3", None):
+        todo.put(item)
+    worker.join(timeout=10)
+    assert not worker.is_alive() and ran == ["table", "omit3"]
+    assert [done.get_nowait()[0] for _ in ran] == ["table", "omit3"] and done.empty()
+
+
 def test_report_reads_the_committed_records(paper_mnist, capsys):
     """RESULTS.md's tables are printed from benchmarks/results; the older records in teacher126/ predate the
     sweep's hard-label column, and their table is printed without it."""
