@@ -22,7 +22,6 @@ those images only, would copy.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -50,8 +49,9 @@ def logit_stats(v, y):
         raise ValueError(f"v must have shape (N, C) with N = len(y) > 0, got {v.shape} and {n} labels")
     rows = np.arange(n)
     centred = v - v.mean(axis=1, keepdims=True)
-    wrong = np.ma.masked_array(v, mask=np.zeros_like(v, dtype=bool))
-    wrong.mask[rows, y] = True
+    true_class = np.zeros(v.shape, dtype=bool)
+    true_class[rows, y] = True
+    wrong = np.ma.masked_array(v, mask=true_class)  # the wrong classes' logits only
     return {"n": int(n),
             "errors": int((v.argmax(axis=1) != y).sum()),
             "rms": float(np.sqrt((centred ** 2).mean())),
@@ -80,7 +80,7 @@ def main(argv=None):
                     help="also the images of these classes alone (only78's are 7 8)")
     ap.add_argument("--val", type=int, default=5000,
                     help="leave out the last N training images, as paper_mnist.py's omit3 / only78 do")
-    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--data-dir", default=None, help="MNIST folder (default: $NANOKD_DATA, else nanokd's cache)")
     ap.add_argument("--no-verify", action="store_true", help="skip the checksums (for home-made test data)")
     ap.add_argument("--json", help="write the record here")
     args = ap.parse_args(argv)
