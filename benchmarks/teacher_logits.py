@@ -19,6 +19,13 @@ from) and on the test images, for all digits and for ``--classes`` alone::
 A teacher whose figures are much larger on the training digits than on the test
 digits has fitted its training images in a way that a student, which learns from
 those images only, would copy.
+
+With ``--classes`` it also prints ``linear R2``: how much of the teacher's logit
+function a linear map of the pixels, fitted on the training images of those
+classes only, carries over to the test images of the other classes (see
+:func:`linear_extrapolation`).  That is what only78 asks of its student, in the
+simplest form: the only78 student sees 7s and 8s and must reproduce the teacher's
+logits on every other digit.
 """
 
 import argparse
@@ -60,6 +67,45 @@ def logit_stats(v, y):
             "nll": float(-log_softmax(v, check=False)[rows, y].mean())}
 
 
+def linear_extrapolation(x_fit, v_fit, x_new, v_new, ridge=10.0):
+    """R^2 of a ridge regression from pixels to centred logits, on the images it was fitted on and on new ones.
+
+    The teacher's logits are centred per image, u = v - mean_j(v_j), since a
+    softmax ignores a constant added to a row (the paper's high-temperature limit
+    of distillation, logit matching, regresses onto exactly these).  The map
+    u ~ x W + b is fitted on (x_fit, u_fit) by least squares with the penalty
+    ``ridge`` * ||W||^2 (b is not penalised: x and u are centred on the fit set
+    first), i.e. W = (Xc^T Xc + ridge I)^-1 Xc^T Uc, b = mean(u) - mean(x) W.
+    It is a linear student trained to convergence by logit matching, in closed form.
+
+    Notes
+    -----
+    R^2 = 1 - sum ||u - (x W + b)||^2 / sum ||u - mean(u)||^2 over the images of a
+    set, each set about its own mean: 1 if the linear map explains the logits
+    exactly, about 0 (or below) if it explains nothing beyond their mean.
+
+    Returns ``{"fit": R^2 on the fit images, "new": R^2 on the new ones}``.
+    """
+    if ridge < 0:
+        raise ValueError(f"ridge must be >= 0, got {ridge}")
+    x_fit, x_new = (np.asarray(a, dtype=np.float64).reshape(len(a), -1) for a in (x_fit, x_new))
+    u_fit, u_new = (np.asarray(v, dtype=np.float64) for v in (v_fit, v_new))
+    if len(u_fit) != len(x_fit) or len(u_new) != len(x_new) or u_fit.ndim != 2 or u_fit.shape[1:] != u_new.shape[1:]:
+        raise ValueError(f"x and v must have matching rows and v the same classes, got x {x_fit.shape} / "
+                         f"{x_new.shape} and v {u_fit.shape} / {u_new.shape}")
+    u_fit = u_fit - u_fit.mean(axis=1, keepdims=True)
+    u_new = u_new - u_new.mean(axis=1, keepdims=True)
+    x_mean, u_mean = x_fit.mean(axis=0), u_fit.mean(axis=0)
+    xc = x_fit - x_mean
+    W = np.linalg.solve(xc.T @ xc + ridge * np.eye(xc.shape[1]), xc.T @ (u_fit - u_mean))
+    b = u_mean - x_mean @ W
+
+    def r2(x, u):
+        return float(1 - ((x @ W + b - u) ** 2).sum() / ((u - u.mean(axis=0)) ** 2).sum())
+
+    return {"fit": r2(x_fit, u_fit), "new": r2(x_new, u_new)}
+
+
 def teacher_stats(teacher, sets, classes=None):
     """``{set name: {"all": stats, "classes": stats or None}}`` for ``sets`` = {name: (x, y)}."""
     out = {}
@@ -82,6 +128,8 @@ def main(argv=None):
                     help="leave out the last N training images, as paper_mnist.py's omit3 / only78 do")
     ap.add_argument("--data-dir", default=None, help="MNIST folder (default: $NANOKD_DATA, else nanokd's cache)")
     ap.add_argument("--no-verify", action="store_true", help="skip the checksums (for home-made test data)")
+    ap.add_argument("--ridge", type=float, default=10.0,
+                    help="penalty of the linear map of linear R2 (pixels in [0, 1]; default 10)")
     ap.add_argument("--json", help="write the record here")
     args = ap.parse_args(argv)
     ds = nkdata.load("mnist", args.data_dir, verify=not args.no_verify)
@@ -91,19 +139,32 @@ def main(argv=None):
     sets = {"train": (nkdata.to_float(ds.x_train[:n_fit], np), np.asarray(ds.y_train[:n_fit])),
             "test": (nkdata.to_float(ds.x_test, np), np.asarray(ds.y_test))}
     record = {"command": command_line(), "date": now(), "git_commit": git_commit(), "machine": machine(),
-              "classes": args.classes, "n_train": n_fit, "teachers": {}}
+              "classes": args.classes, "n_train": n_fit, "ridge": args.ridge, "teachers": {}}
     keys = ("errors", "rms", "margin", "wrong_spread", "nll")
     print(f"{'teacher':40s} {'images':>14s} " + " ".join(f"{k:>12s}" for k in keys))
+    linear = {}
     for path in args.teacher:
-        stats = teacher_stats(MLP.load(path), sets, args.classes)
+        teacher = MLP.load(path)
+        stats = teacher_stats(teacher, sets, args.classes)
+        if args.classes:  # fit on the classes' training images, test on the other classes' test images
+            (x, y), (xt, yt) = sets["train"], sets["test"]
+            fit, new = np.isin(y, args.classes), ~np.isin(yt, args.classes)
+            stats["linear_r2"] = linear_extrapolation(x[fit], compute_teacher_logits(teacher, x[fit]),
+                                                      xt[new], compute_teacher_logits(teacher, xt[new]), args.ridge)
+            linear[path] = stats["linear_r2"]
         record["teachers"][path] = stats
-        for name, row in stats.items():
-            for part, s in row.items():
+        for name in sets:
+            for part, s in stats[name].items():
                 if s is None:
                     continue
                 label = f"{name} {'all' if part == 'all' else ','.join(map(str, args.classes))}"
                 print(f"{path:40s} {label:>14s} " + " ".join(
                     f"{s[k]:12d}" if k == "errors" else f"{s[k]:12.3f}" for k in keys))
+    if linear:
+        names = ",".join(map(str, args.classes))
+        print(f"\nlinear R2 (ridge {args.ridge:g}): fitted on the training {names}s, tested on the other digits' test images")
+        for path, r in linear.items():
+            print(f"{path:40s} fit {r['fit']:.3f}   other digits {r['new']:.3f}")
     if args.json:
         write_json_atomic(args.json, record)
     return 0
