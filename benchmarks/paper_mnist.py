@@ -198,7 +198,7 @@ class Context:
                                      name="teacher", budget_s=budget, checkpoint=args.teacher_checkpoint)
             errors = evaluate_errors(self.teacher, self.x_test, self.y_test)
             info.update(seed=args.teacher_seed, device=self.device, git_commit=git_commit(), test_errors=errors,
-                        date=now(), command=command_line())
+                        date=now(), command=command_line(), machine=machine())
             if args.save_teacher:
                 path = Path(args.save_teacher)
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,7 +255,11 @@ def machine():
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__}
+    # BLAS threads change the rounding of every matrix product, so a CPU run is
+    # repeatable bit for bit only with the same setting (unset: OpenBLAS uses every core).
+    threads = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+            "blas_threads_env": threads}
 
 
 def write_json_atomic(path, obj):
@@ -618,7 +622,6 @@ def run_all(ctx):
     total = time.perf_counter() - t0
     rec = {"experiment": "all", "command": command_line(), "date": now(), "git_commit": git_commit(),
            "device": ctx.device, "machine": machine(), "wall_seconds": round(total, 1), "jobs": jobs,
-           "blas_threads_env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
            "phase_seconds": phases, "teacher": ctx.teacher_entry}
     write_json_atomic(Path(ctx.args.out) / "paper_all.json", rec)
     print(f"\nall: {total / 60:.1f} min in total ({', '.join(f'{k} {v / 60:.1f} min' for k, v in phases.items())})",

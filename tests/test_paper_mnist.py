@@ -145,7 +145,9 @@ def test_student_val_script_records_a_curve_per_role(tmp_path):
                for r in rec["runs"])
 
 
-def test_teacher_checkpoint_lets_a_long_teacher_span_several_runs(paper_mnist, tmp_path, capsys):
+def test_teacher_checkpoint_lets_a_long_teacher_span_several_runs(paper_mnist, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "7")  # only read back into the record: OpenBLAS is already loaded
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     data = write_tiny_mnist(tmp_path / "mnist")
     common = ["teacher", "--data-dir", str(data), *TINY, "--out", str(tmp_path / "r")]
     straight, split, ckpt = tmp_path / "straight.npz", tmp_path / "split.npz", tmp_path / "teacher.ckpt.npz"
@@ -162,6 +164,8 @@ def test_teacher_checkpoint_lets_a_long_teacher_span_several_runs(paper_mnist, t
         assert params and all(np.array_equal(a[k], b[k]) for k in params)  # 2 + 1 epochs == 3 epochs, bit for bit
     info = json.loads(split.with_suffix(".json").read_text())
     assert info["epochs_run"] == 3
+    # the rounding depends on the BLAS threads, so the teacher's record says how many were asked for
+    assert info["machine"]["blas_threads_env"] == {"OPENBLAS_NUM_THREADS": "7", "OMP_NUM_THREADS": None}
 
 
 def test_all_in_two_processes_writes_the_same_records(paper_mnist, tmp_path):
