@@ -106,16 +106,26 @@ def linear_extrapolation(x_fit, v_fit, x_new, v_new, ridge=10.0):
     return {"fit": r2(x_fit, u_fit), "new": r2(x_new, u_new)}
 
 
-def teacher_stats(teacher, sets, classes=None):
-    """``{set name: {"all": stats, "classes": stats or None}}`` for ``sets`` = {name: (x, y)}."""
+def teacher_stats(teacher, sets, classes=None, ridge=10.0):
+    """``{set name: {"all": stats, "classes": stats or None}}`` for ``sets`` = {name: (x, y)}.
+
+    With ``classes`` also ``"linear_r2"``: :func:`linear_extrapolation` fitted on
+    the classes' images of ``sets["train"]`` and tested on the other classes'
+    images of ``sets["test"]``.
+    """
     out = {}
+    logits = {name: np.asarray(compute_teacher_logits(teacher, x)) for name, (x, y) in sets.items()}
     for name, (x, y) in sets.items():
-        v = np.asarray(compute_teacher_logits(teacher, x))
+        v = logits[name]
         row = {"all": logit_stats(v, y), "classes": None}
         if classes:
             keep = np.isin(y, classes)
             row["classes"] = logit_stats(v[keep], y[keep])
         out[name] = row
+    if classes:
+        (x, y), (xt, yt) = sets["train"], sets["test"]
+        fit, new = np.isin(y, classes), ~np.isin(yt, classes)
+        out["linear_r2"] = linear_extrapolation(x[fit], logits["train"][fit], xt[new], logits["test"][new], ridge)
     return out
 
 
@@ -144,13 +154,8 @@ def main(argv=None):
     print(f"{'teacher':40s} {'images':>14s} " + " ".join(f"{k:>12s}" for k in keys))
     linear = {}
     for path in args.teacher:
-        teacher = MLP.load(path)
-        stats = teacher_stats(teacher, sets, args.classes)
-        if args.classes:  # fit on the classes' training images, test on the other classes' test images
-            (x, y), (xt, yt) = sets["train"], sets["test"]
-            fit, new = np.isin(y, args.classes), ~np.isin(yt, args.classes)
-            stats["linear_r2"] = linear_extrapolation(x[fit], compute_teacher_logits(teacher, x[fit]),
-                                                      xt[new], compute_teacher_logits(teacher, xt[new]), args.ridge)
+        stats = teacher_stats(MLP.load(path), sets, args.classes, ridge=args.ridge)
+        if args.classes:
             linear[path] = stats["linear_r2"]
         record["teachers"][path] = stats
         for name in sets:
