@@ -1,8 +1,6 @@
 """benchmarks/torch_student.py: the table's students trained by PyTorch autograd, when torch is installed."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,18 +10,9 @@ torch = pytest.importorskip("torch", reason="the PyTorch student needs PyTorch: 
 from nanokd.mlp import MLP  # noqa: E402
 from nanokd.train import train_model  # noqa: E402
 
-from test_paper_mnist import write_tiny_mnist  # noqa: E402
+from test_paper_mnist import load_script, write_tiny_mnist  # noqa: E402
 
-
-def _load():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_student.py"
-    spec = importlib.util.spec_from_file_location("nanokd_benchmarks_torch_student", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ts = _load()
+ts = load_script("torch_student")
 
 
 def _problem(seed=0, n=250, d=12, c=4):
@@ -37,7 +26,8 @@ def _problem(seed=0, n=250, d=12, c=4):
 @pytest.mark.parametrize("alpha", [1.0, 0.7, None])  # None: hard labels only
 def test_torch_training_equals_nanokd_in_float64(alpha):
     """Same initial weights, shuffles, schedule and loss: autograd + torch.optim.SGD and nanokd's
-    hand-written backward + SGD end at the same weights, epoch losses and all."""
+    hand-written backward + SGD end at the same weights, epoch losses and all (they differ by
+    about 2e-16, float64's last place, after 3 epochs)."""
     x, y, v = _problem()
     sizes, seed, T = [12, 16, 16, 4], 3, 5.0
     hp = dict(epochs=3, batch_size=40, lr=0.05, lr_decay=0.9, momentum=0.9, momentum_start=0.5, momentum_ramp=2)
@@ -48,11 +38,11 @@ def test_torch_training_equals_nanokd_in_float64(alpha):
     net = ts.make_student(sizes, seed, "nanokd", dtype=torch.float64)
     losses = ts.train(net, torch.from_numpy(x), torch.from_numpy(y), None if alpha is None else torch.from_numpy(v),
                       T=T, alpha=1.0 if alpha is None else alpha, seed=seed, shuffle="nanokd", **hp)
-    np.testing.assert_allclose(losses, history["loss"], rtol=1e-12)
+    np.testing.assert_allclose(losses, history["loss"], rtol=1e-13)
     linears = [m for m in net if isinstance(m, torch.nn.Linear)]
     for lin, W, b in zip(linears, model.params[0::2], model.params[1::2]):
-        np.testing.assert_allclose(lin.weight.detach().numpy().T, W, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(lin.bias.detach().numpy(), b, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(lin.weight.detach().numpy().T, W, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(lin.bias.detach().numpy(), b, rtol=0, atol=1e-14)
     moved = np.abs(model.params[0] - MLP(sizes, seed=seed, dtype="float64").params[0]).max()
     assert moved > 1e-3  # the weights did train
 
