@@ -30,6 +30,7 @@ if str(ROOT) not in sys.path:
 import nanokd as nk  # noqa: E402
 from nanokd import data as nkdata  # noqa: E402
 from nanokd import train as nktrain  # noqa: E402
+from nanokd.atomic import write_json_atomic  # noqa: E402
 
 
 def default_data_dir():
@@ -127,7 +128,7 @@ def main(argv=None):
     record = run_all(args.threads, args.device, args.data_dir, not args.no_quick_run)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(record, indent=1))
+        write_json_atomic(args.json, record)
     return 0
 
 

@@ -52,6 +52,7 @@ import steps  # noqa: E402  (puts the checkout on sys.path)
 
 import nanokd as nk  # noqa: E402
 from nanokd import fused  # noqa: E402
+from nanokd.atomic import write_json_atomic  # noqa: E402
 
 T0 = time.perf_counter()
 
@@ -445,7 +446,7 @@ def main(argv=None):
     def save():
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(record, indent=1, default=str))
+            write_json_atomic(args.json, record, default=str)
 
     def section(name, need_seconds, fn, *a):
         left = args.budget - elapsed()

@@ -44,7 +44,6 @@ import queue
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -55,9 +54,10 @@ if str(REPO) not in sys.path:  # run as a script from a checkout, installed or n
     sys.path.insert(0, str(REPO))
 
 from nanokd import data as nkdata  # noqa: E402
+from nanokd.atomic import save_figure_atomic, write_json_atomic  # noqa: E402
 from nanokd.backend import resolve_device, to_numpy  # noqa: E402
 from nanokd.mlp import MLP  # noqa: E402
-from nanokd.train import PRESETS, Recipe, compute_teacher_logits, evaluate_errors, train_model  # noqa: E402
+from nanokd.train import PRESETS, compute_teacher_logits, evaluate_errors, train_model  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 EXPERIMENTS = ("table", "sweep", "omit3", "only78")
@@ -262,21 +262,6 @@ def machine():
             "blas_threads_env": threads}
 
 
-def write_json_atomic(path, obj):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def record(ctx, experiment, models, wall_s, **extra):
     """The JSON record of one experiment, written to ``<out>/paper_<experiment>.json``."""
     args = ctx.args
@@ -440,8 +425,7 @@ def plot_sweep(rec, path):
     ax.set_title("Distilled MNIST students vs temperature")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure_atomic(fig, path)
     plt.close(fig)
     print(f"wrote {path}", flush=True)
 

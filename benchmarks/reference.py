@@ -29,7 +29,6 @@ this script, by ``gpu_check.py`` (xp = cupy) and by tests/test_reference_torch.p
 """
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -41,6 +40,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
 import numpy as np  # noqa: E402
 
 import nanokd as nk  # noqa: E402
+from nanokd.atomic import write_json_atomic  # noqa: E402
 
 TARGETS = {"float64": 1e-9, "float32": 1e-5}
 
@@ -267,7 +267,7 @@ def main(argv=None):
         print("\nSOME ERRORS ABOVE TARGET")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        write_json_atomic(args.json, results)
         print(f"wrote {args.json}")
     return 0 if results["ok"] else 1
 

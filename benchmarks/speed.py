@@ -28,7 +28,6 @@ holds the share of the CPUs that other processes took during the run.
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -42,6 +41,8 @@ sys.path.insert(0, str(HERE))
 import numpy as np  # noqa: E402
 
 import steps  # noqa: E402
+
+from nanokd.atomic import write_json_atomic  # noqa: E402
 
 DEFAULT_CASES = [("teacher", 128), ("teacher", 256), ("student", 128), ("distill", 128)]
 
@@ -297,7 +298,7 @@ def main(argv=None):
         record["epoch"] = epoch.run_all(threads)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(record, indent=1))
+        write_json_atomic(args.json, record)
         print(f"# wrote {args.json}")
     return record
 

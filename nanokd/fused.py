@@ -102,7 +102,8 @@ extern "C" __global__ void nanokd_rows(
         const bool huge = e_max > (real)30;
 #define L(j) (huge ? LOGP(j) - LOGQ(j) : (D(j) - mean) - log1p_s)
 
-        /* kd_loss: T^2 sum_j q_j psi(l_j), psi by its series where |l| < small, else q + p (l - 1);
+        /* kd_loss: T^2 sum_j q_j psi(l_j), psi by its series where |l| < small, by the form that cancels
+           least where |l| < 30 (1 - exp(l) (1 - l) below -2, else l - (1 - l) expm1(l)), else q + p (l - 1);
            kd_loss_grad: T (q - p) / N as -q expm1(l) where |l| < 1, else q - p */
         real kd = 0;
         for (int j = 0; j < C; j++) {
@@ -111,8 +112,8 @@ extern "C" __global__ void nanokd_rows(
             const real series = t * t * ((real)(1.0 / 2) + t * ((real)(1.0 / 3) + t * ((real)(1.0 / 8)
                                 + t * ((real)(1.0 / 30) + t * ((real)(1.0 / 144) + t * ((real)(1.0 / 840)
                                 + t / (real)5760))))));
-            const real p = EXP(abs_l < (real)30 ? logq + l : LOGP(j));
-            kd += abs_l < small ? q * series : q + p * (l - 1);
+            const real psi = l < -2 ? 1 - EXP(l) * (1 - l) : l - (1 - l) * EXPM1(l);
+            kd += abs_l < small ? q * series : (abs_l < (real)30 ? q * psi : q + EXP(LOGP(j)) * (l - 1));
             const real lc = l < -1 ? (real)-1 : (l > 1 ? (real)1 : l);
             real gj = abs_l < 1 ? -q * EXPM1(lc) : q - EXP(LOGP(j));
             gj *= kd_scale;                    /* T / N */

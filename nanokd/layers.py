@@ -172,15 +172,23 @@ def bernoulli_keep(rng, p, shape, dtype, xp=np, bufs=None):
     on the raw bits, which skips the conversion to floating point and is about
     twice as fast.  The indicators are the very ones of the plain formula
     (equal bit for bit from the same generator state: tests/test_fastpath.py).
+
+    A float32 takes half of a 64-bit output.  NumPy keeps an unused half for
+    its next float32, which raw draws cannot do.  So the fast path runs only
+    when it uses whole outputs: an even count, and no half left over from an
+    earlier call.  Otherwise the plain formula runs (a dropout layer of a
+    batch of 100 always has an even count).
     Returns a boolean array (a buffer from ``bufs`` when given: valid until the next call).
     """
     bit_generator = getattr(rng, "bit_generator", None)
     if xp is not np or not isinstance(bit_generator, _RAW_BITS_OK) or dtype not in (np.float32, np.float64):
         return rng.random(shape, dtype=dtype) >= p
     dtype, n = np.dtype(dtype), math.prod(shape)
+    if dtype == np.float32 and (n % 2 or bit_generator.state["has_uint32"]):  # a half-word in play
+        return rng.random(shape, dtype=dtype) >= p
     if dtype == np.float32:
         mantissa, uint = 24, np.uint32
-        bits = bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]  # low half first, as NumPy reads them
+        bits = bit_generator.random_raw(n // 2).view(np.uint32)  # low half first, as NumPy reads them
     else:
         mantissa, uint = 53, np.uint64
         bits = bit_generator.random_raw(n)

@@ -326,8 +326,18 @@ def kd_loss(z, v, T, *, check=True, ratio=None):
         psi(l) = 1 - exp(l) (1 - l) = l^2/2 + l^3/3 + l^4/8 + ...  >= 0,
 
     a sum of non-negative terms, each accurate when l is (:func:`log_ratio`).
-    psi is summed by its series (coefficients (k-1)/k!) for small |l| and
-    as q_i + p_i (l_i - 1) otherwise.
+    psi is summed by its series (coefficients (k-1)/k!) for small |l|.  Above
+    that, up to |l| = 30, it is computed in the form that cancels least,
+
+        psi(l) = 1 - exp(l) (1 - l)       for l < -2,
+        psi(l) = l - (1 - l) expm1(l)     otherwise,
+
+    (within 9 float32 roundings of psi), and multiplied by q_i.  The
+    expanded q_i + p_i (l_i - 1) would subtract two nearly equal numbers when
+    |l| is near the series' limit, and pass on the rounding of q_i (about
+    eps |log q_i|) multiplied by the ratio of q_i to the term.  Beyond 30 it
+    is q_i + p_i (l_i - 1) with p_i from log p_i: there one of the two terms
+    is negligible, and p_i = q_i exp(l_i) would carry the rounding of l_i.
 
     The gradient is :func:`kd_loss_grad`.
     """
@@ -340,11 +350,10 @@ def kd_loss(z, v, T, *, check=True, ratio=None):
     small = series_limit(l.dtype)
     t = xp.clip(l, -small, small)  # the series is used only there; clipping keeps far-away l from overflowing
     series = t * t * (1 / 2 + t * (1 / 3 + t * (1 / 8 + t * (1 / 30 + t * (1 / 144 + t * (1 / 840 + t / 5760))))))
-    # q psi(l) = q - q exp(l) + q exp(l) l = q + p (l - 1), with p = q exp(l) = exp(log q + l) unless l is
-    # so large that the rounding of log q + l (about eps |l|) would matter more than that of log p
-    p = xp.exp(xp.where(xp.abs(l) < 30, logq + l, logp))
-    direct = q + p * (l - 1)
-    terms = xp.where(xp.abs(l) < small, q * series, direct)
+    m = xp.clip(l, -30, 30)  # psi in the form that cancels least (clipping: only |l| < 30 is used)
+    psi = xp.where(m < -2, 1 - xp.exp(m) * (1 - m), m - (1 - m) * xp.expm1(m))
+    far = q + xp.exp(logp) * (l - 1)  # |l| >= 30: q psi(l) = q - q exp(l) + q exp(l) l = q + p (l - 1)
+    terms = xp.where(xp.abs(l) < small, q * series, xp.where(xp.abs(l) < 30, q * psi, far))
     return T * T * terms.sum(axis=1).mean()
 
 

@@ -8,12 +8,11 @@ is the teacher of the paper (section 3), itself the net of Hinton et al. 2012
 """
 
 import json
-import os
-import tempfile
 
 import numpy as np
 
 from . import fused
+from .atomic import atomic_file
 from .backend import default_rng, device_of, get_xp, resolve_device, to_numpy
 from .layers import Dropout, Linear, ReLU, max_norm_
 
@@ -52,8 +51,16 @@ class MLP:
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least two positive widths, got {sizes}")
-        if dtype not in DTYPES:
+        try:
+            name = np.dtype(dtype).name if isinstance(dtype, (str, type, np.dtype)) else None
+        except TypeError:  # a string NumPy does not know
+            name = None
+        if name not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        dtype = name  # "float32", np.float32 and np.dtype("float32") all mean float32
+        for arg, p in (("dropout_input", dropout_input), ("dropout_hidden", dropout_hidden)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{arg} must be a drop probability in [0, 1), got {p}")
         if max_norm is not None and not max_norm > 0:
             raise ValueError(f"max_norm must be None or > 0, got {max_norm}")
         if init_std is not None and not init_std > 0:
@@ -208,18 +215,5 @@ class MLP:
 
 def save_npz_atomic(path, arrays):
     """``np.savez`` to a temporary file in the target folder, then ``os.replace`` it into place."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it a plain file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_file(path, "wb") as f:
+        np.savez(f, **arrays)

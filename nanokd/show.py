@@ -38,6 +38,7 @@ import sys
 import numpy as np
 
 from . import data as nkdata
+from .atomic import save_figure_atomic
 from .backend import DEVICES, to_numpy
 from .losses import softmax
 from .mlp import MLP
@@ -220,7 +221,7 @@ def write_png(path, names, image=None, title="", probs=(), temps=(), label=None,
             ax.set_title(f"mean soft targets, T = {T:g}\n(diagonal hidden)", fontsize=9)
             fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure_atomic(fig, path, dpi=100)
     plt.close(fig)
 
 

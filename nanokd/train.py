@@ -49,7 +49,6 @@ import math
 import numbers
 import os
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -58,6 +57,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import data as nkdata
+from .atomic import write_json_atomic
 from .backend import DEVICES, default_rng, get_array_module, get_xp, resolve_device, to_numpy
 from .losses import cross_entropy_and_grad, distillation_loss_and_grad, log_softmax
 from .mlp import MLP, save_npz_atomic
@@ -125,11 +125,11 @@ def compute_teacher_logits(teachers, x, T=1.0, batch_size=10000):
     return out
 
 
-def _as_teacher_list(teachers):
+def _as_teacher_list(teachers, name="teacher"):
     if isinstance(teachers, MLP):
         teachers = [teachers]
     if not isinstance(teachers, (list, tuple)) or not teachers or not all(isinstance(t, MLP) for t in teachers):
-        raise TypeError("teacher must be an MLP or a non-empty list of MLPs")
+        raise TypeError(f"{name} must be an MLP or a non-empty list of MLPs")
     first = teachers[0]
     for t in teachers[1:]:
         if t.sizes[0] != first.sizes[0] or t.sizes[-1] != first.sizes[-1] or t.device != first.device:
@@ -150,7 +150,9 @@ def evaluate_errors(model, x, y, batch_size=10000):
     highest mean probability.  x and y may be NumPy arrays; they are moved to
     the model's device.
     """
-    models = _as_teacher_list(model) if isinstance(model, (list, tuple)) else [model]
+    models = _as_teacher_list(model, "model") if isinstance(model, (list, tuple)) else [model]
+    if not isinstance(models[0], MLP):
+        raise TypeError(f"model must be an MLP or a non-empty list of MLPs, got {type(model).__name__}")
     xp = models[0].xp
     x, y = xp.asarray(x), xp.asarray(y)
     if x.shape[0] != y.shape[0]:
@@ -309,6 +311,7 @@ def train_model(model, x, y, *, epochs, batch_size=100, lr=0.1, lr_decay=1.0, mo
     if distil:
         _check_real("T", T, 0, math.inf, low_open=True, high_open=True)
         _check_real("alpha", alpha, 0, 1)
+        T, alpha = float(T), float(alpha)  # a NumPy float64 scalar would turn float32 arithmetic into float64
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs a checkpoint_path")
 
@@ -336,7 +339,7 @@ def train_model(model, x, y, *, epochs, batch_size=100, lr=0.1, lr_decay=1.0, mo
     if teacher_logits is not None:
         if jitter:
             raise ValueError("teacher_logits cannot be used with jitter: pass teacher= to recompute them per batch")
-        v_all = xp.asarray(teacher_logits)
+        v_all = xp.asarray(teacher_logits, dtype=model.dtype)  # the student's dtype, as every other array
         if v_all.shape != (n, model.sizes[-1]):
             raise ValueError(f"teacher_logits must have shape ({n}, {model.sizes[-1]}), got {v_all.shape}")
 
@@ -356,7 +359,7 @@ def train_model(model, x, y, *, epochs, batch_size=100, lr=0.1, lr_decay=1.0, mo
 
     if teachers is not None and not jitter and start < epochs:
         t0 = time.perf_counter()
-        v_all = compute_teacher_logits(teachers, x, T)
+        v_all = compute_teacher_logits(teachers, x, T).astype(model.dtype, copy=False)
         setup_seconds = time.perf_counter() - t0
 
     jitter_buf = xp.empty(x.shape, dtype=x.dtype) if jitter else None
@@ -379,7 +382,8 @@ def train_model(model, x, y, *, epochs, batch_size=100, lr=0.1, lr_decay=1.0, mo
             xb, yb = x_epoch[idx], y[idx]
             z = model.forward(xb, train=True)
             if distil:
-                vb = v_all[idx] if v_all is not None else ensemble_logits([t.forward(xb) for t in teachers], T)
+                vb = (v_all[idx] if v_all is not None else
+                      ensemble_logits([t.forward(xb) for t in teachers], T).astype(model.dtype, copy=False))
                 loss, g = distillation_loss_and_grad(z, vb, yb, T, alpha, check=False)
                 loss_sum += loss
             else:
@@ -635,8 +639,9 @@ def build_parser():
     d = parser.add_argument_group("data")
     d.add_argument("--dataset", choices=nkdata.DATASETS, default=None, help="(default: mnist)")
     d.add_argument("--data-dir", metavar="DIR", default=None,
-                   help="folder with the four IDX .gz files (default: $NANOKD_DATA, else ~/.cache/nanokd/<dataset>, "
-                        "downloaded if missing)")
+                   help="folder with the four IDX .gz files (default: $NANOKD_DATA, else the cache "
+                        "$XDG_CACHE_HOME/nanokd/<dataset> (~/.cache/nanokd/<dataset>), else a system folder such as "
+                        "/usr/share/datasets/fashion-mnist, else a download into the cache)")
     d.add_argument("--val", type=_nonneg_int, metavar="N", default=None,
                    help="hold out the last N training images for validation (model selection only; default: 10000; "
                         "0: none). The test set is used once, at the end")
@@ -719,33 +724,21 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"\ninterrupted. Continue with:  python -m nanokd.train --resume {out}", file=sys.stderr)
         return 130
+    except FlagError as e:  # a flag that only the data could show to be wrong
+        parser.error(str(e))
     except (nkdata.DataError, FloatingPointError) as e:
         print(f"nanokd: {e}", file=sys.stderr)
         return 1
     return 0
 
 
+class FlagError(ValueError):
+    """A flag's value that is wrong for the data it met (the command line reports it as a usage error)."""
+
+
 # ---------------------------------------------------------------------------
 # One run of the experiment
 # ---------------------------------------------------------------------------
-
-
-def _write_json_atomic(path, obj):
-    """Write ``obj`` as JSON to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private (0600); a results file is for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _model_for(recipe, seed, device, n_in, n_classes):
@@ -792,7 +785,7 @@ def run(settings, out, *, resume=False, progress=None, log=print):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
-        _write_json_atomic(out / "config.json", settings)
+        write_json_atomic(out / "config.json", settings)
     device = resolve_device(settings["device"])
     seed, role = settings["seed"], settings["role"]
     teacher_recipe = Recipe(**{**settings["teacher"], "hidden": tuple(settings["teacher"]["hidden"])})
@@ -804,7 +797,8 @@ def run(settings, out, *, resume=False, progress=None, log=print):
     xp = get_xp(device)
     n_val = settings["val"]
     if not 0 <= n_val < len(ds.x_train):
-        raise ValueError(f"--val must be in [0, {len(ds.x_train)}), got {n_val}")
+        raise FlagError(f"argument --val: must be in [0, {len(ds.x_train)}) for these "
+                        f"{len(ds.x_train)} training images, got {n_val}")
     x_train, y_train, x_val, y_val = nkdata.split_validation(
         nkdata.to_float(ds.x_train, xp), xp.asarray(ds.y_train), n_val)
     x_test, y_test = nkdata.to_float(ds.x_test, xp), xp.asarray(ds.y_test)
@@ -871,7 +865,7 @@ def run(settings, out, *, resume=False, progress=None, log=print):
         models[key] = entry
     results = {"dataset": settings["dataset"], "preset": settings["preset"], "seed": seed, "device": device,
                "models": models}
-    _write_json_atomic(out / "results.json", results)
+    write_json_atomic(out / "results.json", results)
     log("\n" + format_table(models, n_test))
     log(f"\nwrote {out / 'results.json'}")
     return results

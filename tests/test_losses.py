@@ -105,12 +105,14 @@ def test_gradient_equals_finite_differences_saturated(xp, name, seed, N, C, scal
 
 @SETTINGS
 @given(**cases)
-def test_kd_gradient_with_respect_to_z_only(xp, seed, N, C, scale, T, alpha):
-    """kd_loss_grad is d/dz; the teacher logits v are constants, and perturbing them must not enter z's gradient."""
+def test_loss_gradients_leave_the_teacher_logits_unchanged(xp, seed, N, C, scale, T, alpha):
+    """The gradients work in place on their own buffers only: the teacher's logits v, cached for a whole
+    epoch by the training loop, come back bit for bit as they went in."""
     z, v, y = draw_case(xp, seed, N, C, scale)
     v_before = v.copy()
     nk.kd_loss_grad(z, v, T)
     nk.distillation_loss_grad(z, v, y, T, alpha)
+    nk.distillation_loss_and_grad(z, v, y, T, alpha)
     assert bool((v == v_before).all())
 
 
@@ -257,8 +259,11 @@ def test_float32_stable_at_extremes(xp, seed, N, C, scale, T, alpha):
 
     for f in (nk.kd_loss(z32, v32, T), nk.cross_entropy(z32, y), nk.distillation_loss(z32, v32, y, T, alpha)):
         assert np.isfinite(float(f))
+    # the KL's rounding is about eps |z/T|^2 (l and log q each off by eps |z/T|), so the absolute part of the
+    # bound scales with (|z|/T)^2 itself, without the floor of 1 in s: at T = 1000 and |z| ~ 1 it is ~1e-12 T^2
+    r = max(float(np.abs(host(z64)).max()), float(np.abs(host(v64)).max())) / T
     assert float(nk.kd_loss(z32, v32, T)) == pytest.approx(float(nk.kd_loss(z64, v64, T)),
-                                                            rel=1e-4, abs=1e-6 * s * s * T * T)
+                                                            rel=1e-4, abs=1e-6 * r * r * T * T)
 
 
 @settings(max_examples=examples(60), deadline=None)

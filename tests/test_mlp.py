@@ -204,10 +204,19 @@ def test_load_rejects_a_foreign_file(tmp_path):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="sizes"):
         nk.MLP([784])
-    with pytest.raises(ValueError, match="dtype"):
-        nk.MLP([4, 2], dtype="float16")
-    with pytest.raises(ValueError, match="dropout probability"):
+    for dtype in ["float16", "bogus", None, np.int32]:
+        with pytest.raises(ValueError, match="dtype"):
+            nk.MLP([4, 2], dtype=dtype)
+    with pytest.raises(ValueError, match="dropout_hidden must be a drop probability"):
         nk.MLP([4, 3, 2], dropout_hidden=1.0)
+    with pytest.raises(ValueError, match="dropout_input must be a drop probability"):
+        nk.MLP([4, 3, 2], dropout_input=-0.3)
+
+
+def test_dtype_may_be_named_or_given_as_a_numpy_type():
+    for dtype in ["float64", np.float64, np.dtype("float64")]:
+        model = nk.MLP([4, 3, 2], dtype=dtype)
+        assert model.dtype == np.float64 and model.config["dtype"] == "float64"
     with pytest.raises(ValueError, match="max_norm"):
         nk.MLP([4, 2], max_norm=0)
     with pytest.raises(ValueError, match="device"):

@@ -158,6 +158,25 @@ def test_cached_soft_targets_equal_given_logits(tiny):
     assert all(np.array_equal(p, q) for p, q in zip(a.params, b.params))
 
 
+@pytest.mark.parametrize("source", ["teacher_logits", "teacher", "jitter"])
+def test_float32_student_stays_float32_with_float64_soft_targets_and_T(tiny, source):
+    # float64 teacher logits and a NumPy float64 T would each promote the float32 gradient to float64
+    x, y, _, _ = tiny
+    teacher = nk.MLP([784, 20, 10], seed=9, dtype=np.float64)
+    kw = dict(epochs=1, batch_size=32, lr=0.05, T=np.float64(3.0), alpha=np.float64(0.8), seed=2,
+              progress=False, log=None)
+    if source == "teacher_logits":
+        kw["teacher_logits"] = teacher.forward(x.astype(np.float64))
+    else:
+        kw.update(teacher=teacher, jitter=1 if source == "jitter" else 0)
+    student = nk.MLP([784, 16, 10])
+    train.train_model(student, x, y, **kw)
+    buffers = [a for layer in student.layers for a in getattr(layer, "_bufs", {}).values()]
+    assert {a.dtype for a in buffers if a.dtype != bool} == {np.dtype(np.float32)}
+    assert "dx" in student.linears[-1]._bufs  # the backward pass ran through the buffers checked above
+    assert all(p.dtype == np.float32 for p in student.params)
+
+
 def test_progress_bar_and_log_lines(tiny, capsys):
     x, y, xv, yv = tiny
     lines = []
@@ -245,6 +264,13 @@ def test_bad_arguments_are_named(tiny, kwargs, error, match):
     kwargs = {"epochs": 1, **kwargs}
     with pytest.raises(error, match=match):
         train.train_model(nk.MLP([784, 8, 10]), x, y, progress=False, log=None, **kwargs)
+
+
+def test_evaluate_errors_names_its_model_argument(tiny):
+    x, y = tiny[0][:5], tiny[1][:5]
+    for bad in ([nk.MLP([784, 10]), "x"], "x", []):
+        with pytest.raises(TypeError, match="^model must be an MLP"):
+            train.evaluate_errors(bad, x, y)
 
 
 def test_bad_data_is_named(tiny):
@@ -427,6 +453,11 @@ def test_bad_flags_exit_2_naming_the_flag(argv, match, capsys, tmp_path, monkeyp
     assert match in capsys.readouterr().err
 
 
-def test_too_large_validation_split_is_an_error(tiny_dir, tmp_path):
-    with pytest.raises(ValueError, match="--val"):
+def test_too_large_validation_split_exits_2_naming_the_flag(tiny_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
         train.main(_cli(tiny_dir, tmp_path, "--val", str(N_TRAIN)))
+    assert e.value.code == 2
+    assert f"argument --val: must be in [0, {N_TRAIN})" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--val"):  # run() itself, called from Python, raises
+        train.run(train.settings_from_args(train.build_parser().parse_args(
+            _cli(tiny_dir, tmp_path, "--val", str(N_TRAIN))), None), tmp_path / "run", log=None)
