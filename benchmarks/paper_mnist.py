@@ -113,21 +113,22 @@ def fit(recipe, x, y, *, seed, device, name, teacher_logits=None, T=1.0, alpha=1
     epoch boundary.  ``checkpoint``: a path written after every epoch and, if
     it exists, resumed from (bit for bit, with the same settings and number of
     BLAS threads), so a long run can span several processes.  Returns
-    ``(model, info)``, info a JSON-able dict.
+    ``(model, info)``, info a JSON-able dict: ``seconds`` is the training time
+    of all epochs, over every process that ran them, ``process_seconds`` this
+    process's.
     """
     model = MLP(recipe.sizes(x.shape[1], nkdata.NUM_CLASSES), dropout_input=recipe.dropout_input,
                 dropout_hidden=recipe.dropout_hidden, max_norm=recipe.max_norm or None, seed=seed, device=device)
     t0 = time.perf_counter()
-    state = {"history": None, "stopped": False}
+    state = {"stopped": False}
 
     def callback(epoch, history):  # True stops train_model after this epoch
-        state["history"] = history
         elapsed = time.perf_counter() - t0
         state["stopped"] = budget_s is not None and epoch < recipe.epochs and elapsed + history["seconds"][-1] > budget_s
         return state["stopped"]
 
     distil = {} if teacher_logits is None else dict(teacher_logits=teacher_logits, T=T, alpha=alpha)
-    train_model(model, x, y, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
+    history = train_model(model, x, y, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
                 lr_decay=recipe.lr_decay, momentum=recipe.momentum,
                 momentum_start=recipe.momentum_start if recipe.momentum_ramp else None,
                 momentum_ramp=recipe.momentum_ramp, jitter=recipe.jitter, seed=seed, progress=False,
@@ -135,11 +136,11 @@ def fit(recipe, x, y, *, seed, device, name, teacher_logits=None, T=1.0, alpha=1
                 **distil)
     stopped = state["stopped"]
     if stopped and log:
-        log(f"{name}: stopped after epoch {len(state['history']['epoch'])} of {recipe.epochs}: "
+        log(f"{name}: stopped after epoch {len(history['epoch'])} of {recipe.epochs}: "
             f"the next epoch would pass the {budget_s / 60:.1f} min budget")
-    history = state["history"] or {"epoch": [], "loss": [], "seconds": []}
     info = {"epochs_run": len(history["epoch"]), "epochs_planned": recipe.epochs, "stopped_by_budget": stopped,
-            "seconds": round(time.perf_counter() - t0, 2), "final_loss": history["loss"][-1] if history["loss"] else None,
+            "seconds": round(history["total_seconds"], 2), "process_seconds": round(time.perf_counter() - t0, 2),
+            "final_loss": history["loss"][-1] if history["loss"] else None,
             "epoch_seconds_all_runs": round(float(sum(history["seconds"])), 1),
             "recipe": dataclasses.asdict(recipe)}
     return model, info
@@ -184,6 +185,9 @@ class Context:
             sidecar = Path(args.teacher).with_suffix(".json")
             trained = json.loads(sidecar.read_text()) if sidecar.is_file() else None
             errors = evaluate_errors(self.teacher, self.x_test, self.y_test)
+            if trained and trained.get("test_errors") not in (None, errors):
+                raise SystemExit(f"{sidecar} says its teacher makes {trained['test_errors']} test errors, but the "
+                                 f"weights in {args.teacher} make {errors}: the two files come from different runs")
             self.teacher_entry = {"test_errors": [errors], "loaded_from": os.path.abspath(args.teacher),
                                   "hidden": self.teacher.sizes[1:-1], "trained": trained,
                                   "seconds": [trained["seconds"]] if trained else [None]}
@@ -265,11 +269,18 @@ def machine():
 def record(ctx, experiment, models, wall_s, **extra):
     """The JSON record of one experiment, written to ``<out>/paper_<experiment>.json``."""
     args = ctx.args
+    settings = {k: v for k, v in vars(args).items() if k not in ("func",)}
+    teacher_seed = args.teacher_seed
+    if args.teacher:  # a loaded teacher: its recipe is in teacher.trained, and the teacher flags played no part
+        for k in settings:
+            if k.startswith("teacher_") or k in ("max_minutes", "save_teacher"):
+                settings[k] = None
+        teacher_seed = ((ctx.teacher_entry or {}).get("trained") or {}).get("seed")
     rec = {"experiment": experiment, "paper": "Hinton, Vinyals & Dean 2015, arXiv 1503.02531, section 3",
            "command": command_line(), "date": now(), "git_commit": git_commit(), "device": ctx.device,
            "machine": machine(), "wall_seconds": round(wall_s, 1), "seeds": list(args.seeds),
-           "teacher_seed": args.teacher_seed, "teacher": ctx.teacher_entry,
-           "settings": {k: v for k, v in vars(args).items() if k not in ("func",)}, "models": models, **extra}
+           "teacher_seed": teacher_seed, "teacher": ctx.teacher_entry,
+           "settings": settings, "models": models, **extra}
     path = Path(args.out) / f"paper_{experiment}.json"
     write_json_atomic(path, rec)
     print(f"wrote {path}", flush=True)
@@ -294,7 +305,7 @@ def fmt_ours(values, pct=False):
         return "-"
     unit = " %" if pct else ""
     if s is None:
-        return f"{m:.1f}{unit}" if pct else f"{m:.0f}"
+        return f"{m:.1f}{unit}" if pct else f"{m:g}"  # one seed: a count, or a shift such as 1.75
     return f"{m:.1f} ± {s:.1f}{unit}" if pct else f"{m:.1f} ± {s:.1f}"
 
 
@@ -391,7 +402,8 @@ def run_sweep(ctx):
         means = {T: mean_std(models[f"{width}x{width}_T{T:g}"]["test_errors"])[0] for T in args.sweep_T}
         best = min(means, key=means.get)
         hard = mean_std(models[f"{width}x{width}_hard"]["test_errors"])[0]
-        print(f"{width} units: best T = {best:g} ({means[best]:.1f} errors; hard labels alone {hard:.1f})", flush=True)
+        print(f"{width} units: fewest test errors at T = {best:g} ({means[best]:.1f}; hard labels alone {hard:.1f}; "
+              f"a description of the test set, which chooses nothing)", flush=True)
     if not args.no_plot:
         plot_sweep(rec, Path(args.out) / "paper_sweep.png")
     return rec
@@ -772,8 +784,40 @@ def build_parser():
     return p
 
 
+def check_args(args, parser):
+    """Refuse, before anything trains, the flag values that a run would meet only hours later."""
+    def need(ok, flag, what, value):
+        if not ok:
+            parser.error(f"argument {flag}: must be {what}, got {value}")
+
+    need(all(s >= 0 for s in args.seeds) and len(set(args.seeds)) == len(args.seeds), "--seeds",
+         "distinct integers >= 0", args.seeds)
+    need(args.T > 0, "--T", "> 0", args.T)
+    need(0 <= args.alpha <= 1, "--alpha", "in [0, 1]", args.alpha)
+    need(args.hard_alpha <= 1, "--hard-alpha", "in [0, 1] (or negative: skip that student)", args.hard_alpha)
+    need(all(T > 0 for T in args.sweep_T) and len(set(args.sweep_T)) == len(args.sweep_T), "--sweep-T",
+         "distinct temperatures > 0", args.sweep_T)
+    for flag in ("teacher_epochs", "student_epochs", "sweep_epochs_300", "sweep_epochs_30", "omit3_epochs",
+                 "only78_epochs", "jobs"):
+        need(getattr(args, flag) >= 1, "--" + flag.replace("_", "-"), ">= 1", getattr(args, flag))
+    for flag in ("teacher_lr", "student_lr"):
+        need(getattr(args, flag) > 0, "--" + flag.replace("_", "-"), "> 0", getattr(args, flag))
+    for flag in ("teacher_lr_decay", "student_lr_decay", "sweep_lr_decay"):
+        need(0 < getattr(args, flag) <= 1, "--" + flag.replace("_", "-"), "in (0, 1]", getattr(args, flag))
+    need(0 <= args.teacher_momentum < 1, "--teacher-momentum", "in [0, 1)", args.teacher_momentum)
+    need(args.shift_step > 0, "--shift-step", "> 0", args.shift_step)
+    need(args.shift_max >= args.shift_step, "--shift-max", ">= --shift-step", args.shift_max)
+    if args.teacher and (args.teacher_checkpoint or args.max_minutes is not None):
+        parser.error("--teacher loads a trained teacher; --teacher-checkpoint and --max-minutes are for training one")
+    if args.experiment != "all" and (args.jobs > 1 or args.skip):
+        parser.error(f"--jobs and --skip are for 'all', not '{args.experiment}'")
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.experiment != "report":
+        check_args(args, parser)
     if args.hard_alpha is not None and args.hard_alpha < 0:
         args.hard_alpha = None
     if args.save_teacher == "":
@@ -788,8 +832,6 @@ def main(argv=None):
     if args.experiment == "report":
         print(report(args.out))
         return 0
-    if args.jobs < 1:
-        raise SystemExit(f"--jobs must be >= 1, got {args.jobs}")
     if args.jobs > 1 and resolve_device(args.device) != "cpu":
         raise SystemExit("--jobs > 1 forks worker processes, which CUDA does not survive: use --jobs 1 on a GPU")
     Path(args.out).mkdir(parents=True, exist_ok=True)

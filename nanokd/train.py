@@ -354,6 +354,9 @@ def train_model(model, x, y, *, epochs, batch_size=100, lr=0.1, lr_decay=1.0, mo
     start = 0
     if resume and os.path.exists(checkpoint_path):
         start, history = load_checkpoint(checkpoint_path, model, optimizer, signature)
+        if start > epochs:  # its weights are not those of `epochs` epochs, and nothing would say so
+            raise ValueError(f"checkpoint {checkpoint_path} holds {start} epochs, more than epochs={epochs}: "
+                             f"ask for at least {start}, or delete it")
         if log and start:
             log(f"{name}: resumed from {checkpoint_path} after epoch {start}")
 

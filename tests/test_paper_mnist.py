@@ -164,11 +164,20 @@ def test_teacher_checkpoint_lets_a_long_teacher_span_several_runs(paper_mnist, t
         assert params and all(np.array_equal(a[k], b[k]) for k in params)  # 2 + 1 epochs == 3 epochs, bit for bit
     info = json.loads(split.with_suffix(".json").read_text())
     assert info["epochs_run"] == 3
+    # the teacher's time is that of all 3 epochs; the last process ran only 1 of them
+    with np.load(ckpt) as f:
+        epoch_seconds = json.loads(str(f["history"]))["seconds"]
+    assert len(epoch_seconds) == 3 and info["seconds"] == pytest.approx(sum(epoch_seconds), abs=0.01)
+    assert "process_seconds" in info
+    # a checkpoint of more epochs than asked for is refused, instead of passing its weights off as fewer
+    with pytest.raises(ValueError, match="holds 3 epochs, more than epochs=2"):
+        paper_mnist.main([*common, "--teacher-epochs", "2", "--teacher-checkpoint", str(ckpt),
+                          "--save-teacher", str(tmp_path / "fewer.npz")])
     # the rounding depends on the BLAS threads, so the teacher's record says how many were asked for
     assert info["machine"]["blas_threads_env"] == {"OPENBLAS_NUM_THREADS": "7", "OMP_NUM_THREADS": None}
 
 
-def test_all_in_two_processes_writes_the_same_records(paper_mnist, tmp_path):
+def test_all_in_two_processes_writes_the_same_records(paper_mnist, tmp_path, capsys):
     """``all --jobs 2`` forks workers for the student experiments; every student's test errors match ``--jobs 1``."""
     data = write_tiny_mnist(tmp_path / "mnist")
     teacher = tmp_path / "teacher.npz"
@@ -182,8 +191,9 @@ def test_all_in_two_processes_writes_the_same_records(paper_mnist, tmp_path):
         assert {k: v["test_errors"] for k, v in one.items()} == {k: v["test_errors"] for k, v in two.items()}
     rec = json.loads((tmp_path / "2" / "paper_all.json").read_text())
     assert rec["jobs"] == 2 and set(rec["phase_seconds"]) >= {"teacher", "table", "sweep", "omit3", "only78"}
-    with pytest.raises(SystemExit, match="--jobs"):
+    with pytest.raises(SystemExit) as e:
         paper_mnist.main(["all", "--jobs", "0", *common])
+    assert e.value.code == 2 and "argument --jobs: must be >= 1" in capsys.readouterr().err
 
 
 def test_all_in_two_processes_stops_when_a_worker_fails(paper_mnist, tmp_path, monkeypatch):
@@ -376,3 +386,47 @@ def test_teacher_logits_script_reports_train_and_test_for_each_teacher(tmp_path,
         assert stats["linear_r2"]["new"] < 0.5 < stats["linear_r2"]["fit"] <= 1
     out = capsys.readouterr().out
     assert out.count("test 7,8") == 2 and out.count("other digits") == 3
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--seeds", "1", "1"], "--seeds"),
+    (["--seeds", "-1"], "--seeds"),
+    (["--T", "0"], "--T"),
+    (["--alpha", "1.5"], "--alpha"),
+    (["--hard-alpha", "2"], "--hard-alpha"),
+    (["--sweep-T", "4", "4"], "--sweep-T"),
+    (["--sweep-T", "0"], "--sweep-T"),
+    (["--teacher-epochs", "0"], "--teacher-epochs"),
+    (["--only78-epochs", "0"], "--only78-epochs"),
+    (["--student-lr", "0"], "--student-lr"),
+    (["--student-lr-decay", "1.5"], "--student-lr-decay"),
+    (["--teacher-momentum", "1"], "--teacher-momentum"),
+    (["--shift-step", "0"], "--shift-step"),
+    (["--shift-max", "-1"], "--shift-max"),
+    (["--teacher", "t.npz", "--max-minutes", "5"], "--max-minutes"),
+    (["--jobs", "2"], "--jobs"),
+])
+def test_bad_flags_exit_2_before_anything_trains(paper_mnist, flags, match, capsys):
+    with pytest.raises(SystemExit) as e:
+        paper_mnist.main(["table", "--data-dir", "/nonexistent", *flags])  # never reaches the data
+    assert e.value.code == 2
+    assert match in capsys.readouterr().err
+
+
+def test_records_of_a_loaded_teacher_carry_its_recipe_not_the_flag_defaults(paper_mnist, tmp_path, capsys):
+    data = write_tiny_mnist(tmp_path / "mnist")
+    teacher = tmp_path / "teacher.npz"
+    common = ["--data-dir", str(data), "--out", str(tmp_path / "r"), *TINY]
+    assert paper_mnist.main(["teacher", "--teacher-seed", "3", "--save-teacher", str(teacher), *common]) == 0
+    assert paper_mnist.main(["only78", "--teacher", str(teacher), *common]) == 0
+    rec = json.loads((tmp_path / "r" / "paper_only78.json").read_text())
+    assert rec["teacher_seed"] == 3 and rec["settings"]["teacher_seed"] is None
+    assert rec["settings"]["teacher_epochs"] is None and rec["teacher"]["trained"]["recipe"]["epochs"] == 2
+    # one seed: the chosen shift is printed as it is (0.25 steps), not rounded to a whole number
+    assert paper_mnist.fmt_ours([1.75]) == "1.75" and paper_mnist.fmt_ours([152]) == "152"
+    # a .json beside the weights that describes another teacher is refused
+    info = json.loads(teacher.with_suffix(".json").read_text())
+    info["test_errors"] += 1
+    teacher.with_suffix(".json").write_text(json.dumps(info))
+    with pytest.raises(SystemExit, match="different runs"):
+        paper_mnist.main(["only78", "--teacher", str(teacher), *common])

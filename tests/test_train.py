@@ -221,6 +221,16 @@ def test_schedules_are_set_per_epoch(tiny):
     assert h["val_errors"] == [None] * 4
 
 
+def test_checkpoint_of_more_epochs_than_asked_for_is_refused(tiny, tmp_path):
+    x, y, _, _ = tiny
+    kw = dict(batch_size=32, lr=0.05, seed=1, progress=False, log=None, checkpoint_path=tmp_path / "c.npz")
+    train.train_model(nk.MLP([784, 16, 10]), x, y, epochs=3, **kw)
+    with pytest.raises(ValueError, match="holds 3 epochs, more than epochs=2"):
+        train.train_model(nk.MLP([784, 16, 10]), x, y, epochs=2, resume=True, **kw)
+    history = train.train_model(nk.MLP([784, 16, 10]), x, y, epochs=3, resume=True, **kw)  # as many: nothing to do
+    assert history["epoch"] == [1, 2, 3]
+
+
 def test_checkpoint_of_other_settings_is_refused(tiny, tmp_path):
     x, y, _, _ = tiny
     path = tmp_path / "c.npz"
