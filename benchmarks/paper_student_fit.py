@@ -160,7 +160,8 @@ def main(argv=None):
                 "hidden": args.hidden, "seed": args.seed, "batch_size": args.batch_size,
                 "average_from": args.average_from or None, "init_std": args.init_std,
                 "center_inputs": args.center_inputs,
-                "momentum": "0.5 -> 0.9 over 2 epochs", "runs": runs})
+                "momentum": "0.5 -> 0.9 over 2 epochs", "runs": runs,
+                "complete": len(runs) == len(args.schedule)})  # False: written after a run, more to come
     return 0
 
 

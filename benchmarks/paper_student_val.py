@@ -62,13 +62,13 @@ def main(argv=None):
     ds = nkdata.load("mnist", args.data_dir, verify=not args.no_verify)
     x = nkdata.to_float(ds.x_train, xp)
     y = xp.asarray(ds.y_train)
+    if not 0 < args.val < len(x):
+        p.error(f"--val must be in (0, {len(x)})")
     n = len(x) - args.val
     v = None
     if args.teacher:
         v = compute_teacher_logits(MLP.load(args.teacher, device=device), x[:n])
     base = PRESETS["paper"]["student"]
-    if not 0 < args.val < len(x):
-        p.error(f"--val must be in (0, {len(x)})")
     runs = []
     for lr, decay, epochs in args.schedule:
         for role in args.roles:
@@ -92,6 +92,7 @@ def main(argv=None):
                     "date": now(), "git_commit": git_commit(), "machine": machine(), "teacher": args.teacher,
                     "T": args.T, "alpha": args.alpha, "hidden": args.hidden, "seed": args.seed,
                     "momentum": "0.5 -> 0.9 over 2 epochs", "batch_size": base.batch_size, "runs": runs,
+                    "complete": len(runs) == len(args.schedule) * len(args.roles),  # False: still running
                     "settings": {k: str(val) for k, val in vars(args).items()}})
 
 

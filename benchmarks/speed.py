@@ -261,9 +261,13 @@ def main(argv=None):
         blas = [p for p in threadpool_info() if p["user_api"] == "blas"] if threadpool_info else []
         threads = blas[0]["num_threads"] if blas else os.cpu_count()
     limiter = threadpool_limits(limits=threads, user_api="blas") if threadpool_limits else None  # noqa: F841
+    if limiter is None and args.threads:
+        print(f"speed: threadpoolctl is not installed, so --threads {args.threads} cannot limit the BLAS threads "
+              f"(set OPENBLAS_NUM_THREADS instead)", file=sys.stderr)
 
     torch_ok = not args.no_torch
     info = machine_info(threads)
+    info["threads_limited_by_threadpoolctl"] = limiter is not None
     if torch_ok:
         try:
             import torch

@@ -195,7 +195,8 @@ def main(argv=None):
             entry["final_loss"].append(round(losses[-1], 6))
             print(f"{name} seed {seed}: {entry['test_errors'][-1]} test errors, final loss {losses[-1]:.5f}, "
                   f"{entry['seconds'][-1]:.0f} s", flush=True)
-            if args.json:
+            if args.json:  # after every student, so a long run leaves its finished students behind
+                rec["complete"] = name == args.models[-1] and seed == args.seeds[-1]
                 write_json_atomic(Path(args.json), rec)
     return 0
 
