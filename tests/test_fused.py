@@ -27,6 +27,7 @@ CASES = [  # (N, C, T, alpha, logit scale, student-teacher gap)
     (64, 10, 1.0, 0.0, 3.0, 1.0),
     (33, 7, 2.5, 0.5, 1.0, 1e-3),  # p ~ q: the series branch of the KL
     (17, 10, 0.5, 0.7, 40.0, 1.0),  # sharp softmaxes, huge log-ratios
+    (64, 2, 1.0, 1.0, 12.0, 0.3),  # a rare class whose |l| is past the series: q psi(l)
     (5, 3, 1.0, 1.0, 0.0, 0.0),  # uniform q = p: zero loss, zero gradient
     (8, 1, 3.0, 0.9, 1.0, 1.0),  # one class
 ]
