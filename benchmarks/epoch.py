@@ -127,7 +127,6 @@ def main(argv=None):
         limiter = threadpool_limits(limits=args.threads, user_api="blas")  # noqa: F841
     record = run_all(args.threads, args.device, args.data_dir, not args.no_quick_run)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(args.json, record)
     return 0
 

@@ -445,7 +445,6 @@ def main(argv=None):
 
     def save():
         if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(args.json, record, default=str)
 
     def section(name, need_seconds, fn, *a):

@@ -129,11 +129,11 @@ def fit(recipe, x, y, *, seed, device, name, teacher_logits=None, T=1.0, alpha=1
 
     distil = {} if teacher_logits is None else dict(teacher_logits=teacher_logits, T=T, alpha=alpha)
     history = train_model(model, x, y, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
-                lr_decay=recipe.lr_decay, momentum=recipe.momentum,
-                momentum_start=recipe.momentum_start if recipe.momentum_ramp else None,
-                momentum_ramp=recipe.momentum_ramp, jitter=recipe.jitter, seed=seed, progress=False,
-                log=log, name=name, callback=callback, checkpoint_path=checkpoint, resume=checkpoint is not None,
-                **distil)
+                          lr_decay=recipe.lr_decay, momentum=recipe.momentum,
+                          momentum_start=recipe.momentum_start if recipe.momentum_ramp else None,
+                          momentum_ramp=recipe.momentum_ramp, jitter=recipe.jitter, seed=seed, progress=False,
+                          log=log, name=name, callback=callback, checkpoint_path=checkpoint,
+                          resume=checkpoint is not None, **distil)
     stopped = state["stopped"]
     if stopped and log:
         log(f"{name}: stopped after epoch {len(history['epoch'])} of {recipe.epochs}: "

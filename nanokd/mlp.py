@@ -51,13 +51,13 @@ class MLP:
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least two positive widths, got {sizes}")
-        try:
-            name = np.dtype(dtype).name if isinstance(dtype, (str, type, np.dtype)) else None
-        except TypeError:  # a string NumPy does not know
+        try:  # "float32", np.float32 and np.dtype("float32") all mean float32 (np.dtype(None) would be float64)
+            name = None if dtype is None else np.dtype(dtype).name
+        except TypeError:
             name = None
         if name not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-        dtype = name  # "float32", np.float32 and np.dtype("float32") all mean float32
+        dtype = name
         for arg, p in (("dropout_input", dropout_input), ("dropout_hidden", dropout_hidden)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{arg} must be a drop probability in [0, 1), got {p}")

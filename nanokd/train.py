@@ -150,9 +150,7 @@ def evaluate_errors(model, x, y, batch_size=10000):
     highest mean probability.  x and y may be NumPy arrays; they are moved to
     the model's device.
     """
-    models = _as_teacher_list(model, "model") if isinstance(model, (list, tuple)) else [model]
-    if not isinstance(models[0], MLP):
-        raise TypeError(f"model must be an MLP or a non-empty list of MLPs, got {type(model).__name__}")
+    models = _as_teacher_list(model, "model")
     xp = models[0].xp
     x, y = xp.asarray(x), xp.asarray(y)
     if x.shape[0] != y.shape[0]:
