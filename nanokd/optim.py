@@ -165,6 +165,10 @@ class Adam:
         b1, b2 = betas
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         self.params = list(params)
         self.lr, self.betas, self.eps, self.weight_decay = lr, (b1, b2), eps, weight_decay
         self.m = [get_array_module(p).zeros_like(p) for p in self.params]
@@ -203,7 +207,8 @@ class Adam:
         w -= tmp
 
     def state(self):
-        return list(self.m) + list(self.s) + [self.t]
+        """The moment estimates and the step count (for checkpoints)."""
+        return list(self.m) + list(self.s) + [np.array(self.t)]
 
     def load_state(self, arrays):
         n = len(self.params)

@@ -425,7 +425,12 @@ def train_model(model, x, y, *, epochs, batch_size=100, lr=0.1, lr_decay=1.0, mo
 
 
 def save_checkpoint(path, model, optimizer, epoch, history, signature):
-    """Write weights, momentum buffers, the epoch count and the history to ``path``, atomically."""
+    """Write weights, the optimizer's state, the epoch count and the history to ``path``, atomically.
+
+    The optimizer's state is what its ``state()`` returns (SGD: the momentum
+    buffers; Adam: both moment estimates and the step count), stored under
+    ``velocity_0``, ``velocity_1``, ... in that order.
+    """
     arrays = {f"param_{i}": to_numpy(p) for i, p in enumerate(model.params)}
     arrays.update({f"velocity_{i}": to_numpy(u) for i, u in enumerate(optimizer.state())})
     arrays["epoch"] = np.array(epoch)
@@ -450,8 +455,13 @@ def load_checkpoint(path, model, optimizer, signature):
             raise ValueError(f"checkpoint {path} was written with other settings ({', '.join(diff)}): "
                              f"delete it or resume with the same settings")
         k = len(model.params)
+        n = len(optimizer.state())  # SGD: a momentum buffer per parameter; Adam: m, s and the step count
+        saved_n = sum(name.startswith("velocity_") for name in f.files)
+        if saved_n != n:
+            raise ValueError(f"checkpoint {path} holds {saved_n} optimizer arrays, "
+                             f"but {type(optimizer).__name__} has {n}: it was written by another optimizer")
         model.load_params([f[f"param_{i}"] for i in range(k)])
-        optimizer.load_state([f[f"velocity_{i}"] for i in range(k)])
+        optimizer.load_state([f[f"velocity_{i}"] for i in range(n)])
         return int(f["epoch"]), json.loads(str(f["history"]))
 
 

@@ -74,6 +74,27 @@ def test_optimizer_state_roundtrip():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("make", [lambda p: nk.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+                                  lambda p: nk.Adam(p, lr=0.01, weight_decay=1e-3)])
+def test_resumed_optimizer_continues_exactly(make):
+    """Three steps, state saved and loaded into a fresh optimizer, three more: as six steps in one go."""
+    straight = [p.copy() for p in draws(4)]
+    opt = make(straight)
+    for step in range(6):
+        opt.step(draws(10 + step))
+    first = [p.copy() for p in draws(4)]
+    opt = make(first)
+    for step in range(3):
+        opt.step(draws(10 + step))
+    resumed = [p.copy() for p in first]
+    other = make(resumed)
+    other.load_state([np.array(a) for a in opt.state()])
+    for step in range(3, 6):
+        other.step(draws(10 + step))
+    for a, b in zip(straight, resumed):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_schedules():
     assert nk.exponential_decay(1.0, 0.5, 0) == 1.0
     assert nk.exponential_decay(2.0, 0.9, 3) == pytest.approx(2.0 * 0.729)
@@ -94,3 +115,7 @@ def test_bad_arguments():
         nk.SGD([np.zeros(2)], lr=0.1).step([np.zeros(2), np.zeros(2)])
     with pytest.raises(ValueError, match="betas"):
         nk.Adam([np.zeros(2)], betas=(1.0, 0.9))
+    with pytest.raises(ValueError, match="eps"):
+        nk.Adam([np.zeros(2)], eps=0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        nk.Adam([np.zeros(2)], weight_decay=-1e-4)

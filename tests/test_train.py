@@ -240,6 +240,24 @@ def test_checkpoint_of_other_settings_is_refused(tiny, tmp_path):
                           progress=False, log=None)
 
 
+def test_checkpoint_functions_carry_adam_state(tmp_path):
+    """save_checkpoint / load_checkpoint keep whatever state the optimizer has: Adam's two moments and its t."""
+    rng = np.random.default_rng(0)
+    model = nk.MLP([6, 5, 3], seed=1, dtype=np.float64)
+    opt = nk.Adam(model.params, lr=0.01)
+    for _ in range(3):
+        opt.step([rng.normal(size=p.shape) for p in model.params])
+    train.save_checkpoint(tmp_path / "c.npz", model, opt, 3, {"epoch": [1, 2, 3]}, '{"a": 1}')
+    other = nk.MLP([6, 5, 3], seed=2, dtype=np.float64)
+    other_opt = nk.Adam(other.params, lr=0.01)
+    assert train.load_checkpoint(tmp_path / "c.npz", other, other_opt, '{"a": 1}') == (3, {"epoch": [1, 2, 3]})
+    assert other_opt.t == 3
+    for a, b in zip(opt.state()[:-1] + model.params, other_opt.state()[:-1] + other.params):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="holds 9 optimizer arrays, but SGD has 4"):
+        train.load_checkpoint(tmp_path / "c.npz", other, nk.SGD(other.params, lr=0.1), '{"a": 1}')
+
+
 def test_resume_may_extend_a_finished_run(tiny, tmp_path):
     x, y, _, _ = tiny
     kw = dict(lr=0.1, seed=1, progress=False, log=None)
