@@ -151,13 +151,6 @@ def softmax(z, T=1.0, *, check=True):
 # --------------------------------------------------------------------------
 
 
-def _onehot(y, like):
-    xp = get_array_module(like)
-    t = xp.zeros_like(like)
-    t[xp.arange(like.shape[0]), y] = 1
-    return t
-
-
 def cross_entropy(z, y, *, check=True):
     r"""Mean cross-entropy of the hard labels:  -(1/N) sum_n log softmax(z_n)[y_n].
 

@@ -403,6 +403,11 @@ def test_jitter_max_shift_one(images):
     assert None not in shifts and len(set(shifts)) == 9
 
 
+def test_jitter_rejects_a_negative_shift(images):
+    with pytest.raises(ValueError, match="max_shift must be >= 0, got -1"):
+        data.jitter(images, default_rng(np, 1), max_shift=-1)
+
+
 def test_jitter_never_adds_mass(images):
     x = images * (np.random.default_rng(2).random(images.shape) < 0.3)  # sparse, like digits
     y = data.jitter(x, default_rng(np, 3))

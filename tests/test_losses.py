@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nanokd as nk
+from nanokd import losses
 
 
 def examples(n):
@@ -363,3 +364,12 @@ def test_bad_input_raises_clear_errors(xp):
         nk.logit_matching_loss(z, bad)
     with pytest.raises(TypeError, match="numpy or cupy array"):
         nk.softmax([[1.0, 2.0]])
+    with pytest.raises(ValueError, match="at least one class column"):
+        nk.log_softmax(xp.zeros((3, 0)))
+    with pytest.raises(TypeError, match="y must be an integer array"):
+        nk.cross_entropy(z, [0, 1, 2, 0])
+    for alpha in ("0.5", True, None):
+        with pytest.raises(TypeError, match="alpha must be a real number"):
+            nk.distillation_loss_grad(z, v, y, 2.0, alpha)
+    with pytest.raises(ValueError, match="T must be"):
+        losses.log_ratio(z, v, 0.0)

@@ -211,18 +211,25 @@ def test_bad_arguments():
         nk.MLP([4, 3, 2], dropout_hidden=1.0)
     with pytest.raises(ValueError, match="dropout_input must be a drop probability"):
         nk.MLP([4, 3, 2], dropout_input=-0.3)
-
-
-def test_dtype_may_be_named_or_given_as_a_numpy_type():
-    for dtype in ["float64", np.float64, np.dtype("float64")]:
-        model = nk.MLP([4, 3, 2], dtype=dtype)
-        assert model.dtype == np.float64 and model.config["dtype"] == "float64"
+    with pytest.raises(ValueError, match="dropout probability"):
+        nk.Dropout(1.0)
     with pytest.raises(ValueError, match="max_norm"):
         nk.MLP([4, 2], max_norm=0)
     with pytest.raises(ValueError, match="device"):
         nk.MLP([4, 2], device="tpu")
     with pytest.raises(ValueError, match=r"x must have shape \(N, 4\)"):
         nk.MLP([4, 2]).forward(np.zeros((3, 5), dtype=np.float32))
+    model = nk.MLP([4, 3, 2])
+    with pytest.raises(ValueError, match="expected 4 arrays, got 2"):
+        model.load_params([np.zeros((4, 3)), np.zeros(3)])
+    with pytest.raises(ValueError, match=r"shape mismatch: model \(4, 3\), file \(3, 4\)"):
+        model.load_params([np.zeros((3, 4)), np.zeros(3), np.zeros((3, 2)), np.zeros(2)])
+
+
+def test_dtype_may_be_named_or_given_as_a_numpy_type():
+    for dtype in ["float64", np.float64, np.dtype("float64")]:
+        model = nk.MLP([4, 3, 2], dtype=dtype)
+        assert model.dtype == np.float64 and model.config["dtype"] == "float64"
 
 
 @pytest.mark.skipif(nk.cuda_available(), reason="checks the error raised where CuPy or a GPU is missing")
