@@ -292,7 +292,7 @@ def train_model(model, x, y, *, epochs, batch_size=100, lr=0.1, lr_decay=1.0, mo
         checkpoint then still holds the epoch before.
     """
     if not isinstance(model, MLP):
-        raise TypeError(f"model must be an nanokd MLP, got {type(model).__name__}")
+        raise TypeError(f"model must be a nanokd MLP, got {type(model).__name__}")
     _check_int("epochs", epochs, 0)
     _check_int("batch_size", batch_size, 1)
     _check_real("lr", lr, 0, math.inf, low_open=True, high_open=True)

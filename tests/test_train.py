@@ -294,6 +294,22 @@ def test_bad_arguments_are_named(tiny, kwargs, error, match):
         train.train_model(nk.MLP([784, 8, 10]), x, y, progress=False, log=None, **kwargs)
 
 
+def test_bad_model_and_data_are_named(tiny):
+    x, y, _, _ = tiny
+    kw = dict(epochs=1, progress=False, log=None)
+    with pytest.raises(TypeError, match="model must be a nanokd MLP, got list"):
+        train.train_model([nk.MLP([784, 8, 10])], x, y, **kw)
+    with pytest.raises(ValueError, match=f"x has {len(x)} rows but y has {len(x) - 1}"):
+        train.evaluate_errors(nk.MLP([784, 8, 10]), x, y[:-1])
+    with pytest.raises(ValueError, match="x is empty"):
+        train.train_model(nk.MLP([784, 8, 10]), x[:0], y[:0], **kw)
+    with pytest.raises(ValueError, match="jitter needs 28x28 images"):
+        train.train_model(nk.MLP([196, 8, 10]), x[:, :196], y, jitter=1, **kw)
+    with pytest.raises(ValueError, match="pass teacher or teacher_logits, not both"):
+        train.train_model(nk.MLP([784, 8, 10]), x, y, teacher=nk.MLP([784, 8, 10]),
+                          teacher_logits=np.zeros((len(x), 10), np.float32), **kw)
+
+
 def test_evaluate_errors_names_its_model_argument(tiny):
     x, y = tiny[0][:5], tiny[1][:5]
     for bad in ([nk.MLP([784, 10]), "x"], "x", []):
