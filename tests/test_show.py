@@ -194,6 +194,11 @@ def test_errors_are_one_clear_line(files, tmp_path, capsys):
         run(files, "--T", "0")
     assert "temperatures must be finite and > 0" in capsys.readouterr().err
 
+    small = tmp_path / "small.npz"
+    nk.MLP([196, 8, 10]).save(small)
+    assert show.main(["--model", str(small), "--data-dir", str(folder), "--no-verify"]) == 1
+    assert "takes inputs of size 196, not 28 x 28 = 784 pixels" in capsys.readouterr().err
+
 
 def test_python_m_nanokd_show_on_an_ascii_terminal(files):
     """The module runs as a program; where the output cannot take Unicode it falls back to ASCII."""
