@@ -64,17 +64,8 @@ def test_optimizers_minimise_a_quadratic(make):
     np.testing.assert_allclose(w, np.linalg.lstsq(A, b, rcond=None)[0], atol=1e-6)
 
 
-def test_optimizer_state_roundtrip():
-    params = [p for p in draws(2)]
-    opt = nk.SGD(params, lr=0.1, momentum=0.9)
-    opt.step(draws(3))
-    other = nk.SGD([p.copy() for p in params], lr=0.1, momentum=0.9)
-    other.load_state(opt.state())
-    for a, b in zip(opt.velocity, other.velocity):
-        np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("make", [lambda p: nk.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+@pytest.mark.parametrize("make", [lambda p: nk.SGD(p, lr=0.1, momentum=0.9),
+                                  lambda p: nk.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
                                   lambda p: nk.Adam(p, lr=0.01, weight_decay=1e-3)])
 def test_resumed_optimizer_continues_exactly(make):
     """Three steps, state saved and loaded into a fresh optimizer, three more: as six steps in one go."""
