@@ -13,6 +13,8 @@ import json
 import os
 import tempfile
 
+import numpy as np
+
 
 @contextlib.contextmanager
 def atomic_file(path, mode="w"):
@@ -54,3 +56,9 @@ def save_figure_atomic(fig, path, **kwargs):
     fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
     with atomic_file(path, "wb") as f:
         fig.savefig(f, format=fmt, **kwargs)
+
+
+def save_npz_atomic(path, arrays):
+    """``np.savez`` of a dict of arrays to ``path``, atomically (models and checkpoints)."""
+    with atomic_file(path, "wb") as f:
+        np.savez(f, **arrays)

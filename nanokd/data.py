@@ -367,7 +367,7 @@ def _check_images(x, path):
         )
 
 
-def _check_labels(y, path):
+def _check_label_file(y, path):
     if y.ndim != 1 or y.dtype != np.uint8:
         raise DataError(
             f"{path} should hold (N,) uint8 labels, but holds {y.shape} {y.dtype} "
@@ -406,7 +406,7 @@ def load(name="mnist", data_dir=None, *, download=True, verify=True):
     for images, labels in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):
         x, y = arrays[images], arrays[labels]
         _check_images(x, folder / images)
-        _check_labels(y, folder / labels)
+        _check_label_file(y, folder / labels)
         if len(x) != len(y):
             raise DataError(f"{folder / images} has {len(x)} images but {folder / labels} has {len(y)} labels")
         if verify and len(x) != EXPECTED_COUNT[images]:

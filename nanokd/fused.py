@@ -32,19 +32,66 @@ the plain path to float rounding (the order of a few sums differs);
 tests/test_fused.py checks that on CuPy, and checks the row kernel's C code
 on the CPU too (it is plain C, compiled there with a C++ compiler).
 
-Only CuPy arrays take this path, and only while ``ENABLED`` is true (set it
-to False to time or test the plain formulas on the GPU).  If a kernel cannot
-be built (no CUDA compiler), a warning says so and the plain path is used.
+The fast path is chosen at one point, the training step
+(:func:`nanokd.trainer.train_step` calls :func:`train_step` here), and
+only for CuPy arrays: losses.py, layers.py, mlp.py and optim.py hold only the
+plain formulas and know nothing of this module.  ``with fused.disabled():``
+runs the plain formulas on the GPU too (to time or test them).  If a kernel
+cannot be built (no CUDA compiler), a warning says so and the plain path is
+used, kernel by kernel.
 """
 
+import contextlib
 import warnings
 
 import numpy as np
 
-from .layers import Dropout, Linear, ReLU, _buffer
-from .losses import series_limit
+from .losses import FAR, GRAD_SPLIT, PSI_SERIES, PSI_SPLIT, cross_entropy_and_grad, distillation_loss_and_grad, \
+    series_limit
+from .optim import SGD
 
-ENABLED = True
+_enabled = True
+
+
+def active(xp):
+    """True if arrays of module ``xp`` take the fused path (CuPy, and not inside :func:`disabled`)."""
+    return _enabled and xp is not np
+
+
+@contextlib.contextmanager
+def disabled():
+    """``with disabled():`` every training step runs the plain formulas, on the GPU too."""
+    global _enabled
+    before, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = before
+
+
+def train_step(model, optimizer, x, y, v, T, alpha):
+    """:func:`nanokd.trainer.train_step` in fused kernels; each part falls back to the plain code on its own."""
+    z = mlp_forward(model, x)
+    if z is None:
+        z = model.forward(x, train=True)
+    rows = loss_rows(z, v, y, T, alpha if v is not None else 0.0)
+    if rows is not None:
+        loss, g = rows[0].mean(), rows[1]
+    elif v is None:
+        loss, g = cross_entropy_and_grad(z, y, check=False)
+    else:
+        loss, g = distillation_loss_and_grad(z, v, y, T, alpha, check=False)
+    grads = mlp_backward(model, g)
+    if grads is None:
+        grads = model.backward(g)
+    if not momentum_step(optimizer, grads):
+        optimizer.step(grads)
+    if model.max_norm is not None:
+        for block in model.blocks[:-1]:
+            if max_norm_(block.linear.W, model.max_norm) is None:
+                model.apply_max_norm()
+                break
+    return loss
 
 # --------------------------------------------------------------------------
 # the per-row loss kernel
@@ -53,6 +100,7 @@ ENABLED = True
 #: C source of the row kernel, for ``real`` = float or double.  Thread n
 #: handles row n of z (N, C): its loss goes to loss[n], dL/dz_n to g[n, :].
 #: The names follow losses.py; each block says which function it mirrors.
+#: The @NAMES@ are losses.py's constants, filled in by :func:`rows_source`.
 ROWS_SOURCE = r"""
 extern "C" __global__ void nanokd_rows(
     const real* z, const real* v, const long long* y, const int N, const int C,
@@ -85,7 +133,7 @@ extern "C" __global__ void nanokd_rows(
 #define LOGP(j) ((vn[j] / T - mv) - lse_v)
 
         /* log_ratio: d = (v - z)/T, shifted so that d at argmax z is 0; e = d - sum_j q_j d_j;
-           l = e - log1p(max(sum_j q_j expm1(min(e_j, 30)), 0)), or log p - log q in a row where max e > 30 */
+           l = e - log1p(max(sum_j q_j expm1(min(e_j, FAR)), 0)), or log p - log q in a row where max e > FAR */
         int topz = 0;
         for (int j = 1; j < C; j++) if (zn[j] > zn[topz]) topz = j;
         const real d_top = (vn[topz] - zn[topz]) / T;
@@ -95,27 +143,25 @@ extern "C" __global__ void nanokd_rows(
         real s = 0, e_max = D(0) - mean;
         for (int j = 0; j < C; j++) {
             const real e = D(j) - mean;
-            s += EXP(LOGQ(j)) * EXPM1(e < (real)30 ? e : (real)30);
+            s += EXP(LOGQ(j)) * EXPM1(e < (real)@FAR@ ? e : (real)@FAR@);
             if (e > e_max) e_max = e;
         }
         const real log1p_s = LOG1P(s > 0 ? s : (real)0);
-        const bool huge = e_max > (real)30;
+        const bool huge = e_max > (real)@FAR@;
 #define L(j) (huge ? LOGP(j) - LOGQ(j) : (D(j) - mean) - log1p_s)
 
         /* kd_loss: T^2 sum_j q_j psi(l_j), psi by its series where |l| < small, by the form that cancels
-           least where |l| < 30 (1 - exp(l) (1 - l) below -2, else l - (1 - l) expm1(l)), else q + p (l - 1);
-           kd_loss_grad: T (q - p) / N as -q expm1(l) where |l| < 1, else q - p */
+           least where |l| < FAR (1 - exp(l) (1 - l) below PSI_SPLIT, else l - (1 - l) expm1(l)), else q + p (l - 1);
+           kd_loss_grad: T (q - p) / N as -q expm1(l) where |l| < GRAD_SPLIT, else q - p */
         real kd = 0;
         for (int j = 0; j < C; j++) {
             const real logq = LOGQ(j), l = L(j), q = EXP(logq), abs_l = ABS(l);
             const real t = l < -small ? -small : (l > small ? small : l);
-            const real series = t * t * ((real)(1.0 / 2) + t * ((real)(1.0 / 3) + t * ((real)(1.0 / 8)
-                                + t * ((real)(1.0 / 30) + t * ((real)(1.0 / 144) + t * ((real)(1.0 / 840)
-                                + t / (real)5760))))));
-            const real psi = l < -2 ? 1 - EXP(l) * (1 - l) : l - (1 - l) * EXPM1(l);
-            kd += abs_l < small ? q * series : (abs_l < (real)30 ? q * psi : q + EXP(LOGP(j)) * (l - 1));
-            const real lc = l < -1 ? (real)-1 : (l > 1 ? (real)1 : l);
-            real gj = abs_l < 1 ? -q * EXPM1(lc) : q - EXP(LOGP(j));
+            const real series = @PSI_SERIES@;
+            const real psi = l < (real)@PSI_SPLIT@ ? 1 - EXP(l) * (1 - l) : l - (1 - l) * EXPM1(l);
+            kd += abs_l < small ? q * series : (abs_l < (real)@FAR@ ? q * psi : q + EXP(LOGP(j)) * (l - 1));
+            const real lc = l < -(real)@GRAD_SPLIT@ ? -(real)@GRAD_SPLIT@ : (l > (real)@GRAD_SPLIT@ ? (real)@GRAD_SPLIT@ : l);
+            real gj = abs_l < (real)@GRAD_SPLIT@ ? -q * EXPM1(lc) : q - EXP(LOGP(j));
             gj *= kd_scale;                    /* T / N */
             if (alpha < 1) gj *= alpha;
             gn[j] = gj;
@@ -154,6 +200,24 @@ _HEADERS = {
     "float64": "typedef double real;\n#define EXP exp\n#define LOG1P log1p\n#define EXPM1 expm1\n#define ABS fabs\n",
 }
 _THREADS = 128
+
+
+def _c_psi_series():
+    """losses.psi_series as a C expression in t (the same Horner form, the same constants)."""
+    inner = f"t / (real){PSI_SERIES[-1]}"
+    for d in reversed(PSI_SERIES[1:-1]):
+        inner = f"t * ((real)(1.0 / {d}) + {inner})"
+    return f"t * t * ((real)(1.0 / {PSI_SERIES[0]}) + {inner})"
+
+
+def rows_source(dtype):
+    """The complete C source of the row kernel for ``dtype`` (float32 or float64), constants filled in."""
+    src = ROWS_SOURCE
+    for name, value in (("FAR", FAR), ("PSI_SPLIT", PSI_SPLIT), ("GRAD_SPLIT", GRAD_SPLIT),
+                        ("PSI_SERIES", _c_psi_series())):
+        src = src.replace(f"@{name}@", str(value))
+    return _HEADERS[np.dtype(dtype).name] + src
+
 _KERNELS = {}  # name -> CuPy kernel, or None once building it failed
 
 
@@ -178,15 +242,10 @@ def _rows_kernel(dtype):
     dtype = np.dtype(dtype).name
 
     def build():
-        kernel = _cupy().RawKernel(_HEADERS[dtype] + ROWS_SOURCE, "nanokd_rows")
+        kernel = _cupy().RawKernel(rows_source(dtype), "nanokd_rows")
         kernel.compile()  # compile now, so that a failure is caught here
         return kernel
     return _kernel(f"rows_{dtype}", build)
-
-
-def active(xp):
-    """True if arrays of module ``xp`` take the fused path (CuPy, and ``ENABLED``)."""
-    return ENABLED and xp is not np
 
 
 def loss_rows(z, v, y, T, alpha):
@@ -270,75 +329,55 @@ def _max_norm_scale():
 
 
 def mlp_forward(model, x):
-    """``MLP.forward(x, train=True)``, each Linear's bias, ReLU and Dropout in one kernel.
+    """``MLP.forward(x, train=True)``, each block's bias, ReLU and Dropout in one kernel.
 
-    Returns the logits (a new array), or None if a kernel is unavailable.
-    Sets what the plain forward sets and the backward reads: each Linear's
-    input, each ReLU's output and each Dropout's mask.
+    Walks ``model.input_dropout`` and ``model.blocks``.  Returns the logits (a
+    new array), or None if a kernel is unavailable.  Sets what the plain
+    forward sets and the backward reads: each Linear's input, each ReLU's
+    output and each Dropout's mask.
     """
     kernels = (_bias_relu(), _bias_relu_dropout(), _dropout())
     if any(k is None for k in kernels):
         return None
     bias_relu, bias_relu_dropout, dropout = kernels
-    xp, dtype, layers = model.xp, x.dtype, model.layers
-    h, i = x, 0
-    while i < len(layers):
-        layer = layers[i]
-        if isinstance(layer, Dropout):  # on the input: not in place
-            if layer.p == 0.0:
-                layer.mask = None
-            else:
-                u = model.rng.random(h.shape, dtype=dtype)  # as Dropout draws it
-                out = _buf(layer, "h", h.shape, xp, dtype)
-                mask = _buf(layer, "mask", h.shape, xp, dtype)
-                dropout(h, u, dtype.type(layer.p), dtype.type(1.0 / (1.0 - layer.p)), out, mask)
-                layer.mask, h = mask, out
-            i += 1
-            continue
-        a = layer.forward(h, bias=False)  # a = h W, into the layer's buffer
-        relu = layers[i + 1] if i + 1 < len(layers) and isinstance(layers[i + 1], ReLU) else None
-        drop = layers[i + 2] if relu is not None and i + 2 < len(layers) and isinstance(layers[i + 2], Dropout) \
-            else None
-        if relu is None:
-            a += layer.b
-            i += 1
-        elif drop is None or drop.p == 0.0:
-            bias_relu(layer.b, a)
+    xp, dtype, h = model.xp, x.dtype, x
+    drop = model.input_dropout
+    if drop is not None:  # on the input: not in place
+        u = model.rng.random(h.shape, dtype=dtype)  # as Dropout draws it
+        out, mask = drop.buffer("h", h.shape, xp, dtype), drop.buffer("mask", h.shape, xp, dtype)
+        dropout(h, u, dtype.type(drop.p), dtype.type(1.0 / (1.0 - drop.p)), out, mask)
+        drop.mask, h = mask, out
+    for linear, relu, drop in model.blocks:
+        a = linear.forward(h, bias=False)  # a = h W, into the layer's buffer
+        if relu is None:  # the output layer
+            a += linear.b
+        elif drop is None:
+            bias_relu(linear.b, a)
             relu.h = a
-            if drop is not None:
-                drop.mask = None
-            i += 2 if drop is None else 3
         else:
             u = model.rng.random(a.shape, dtype=dtype)
-            mask = _buf(drop, "mask", a.shape, xp, dtype)
-            bias_relu_dropout(layer.b, u, dtype.type(drop.p), dtype.type(1.0 / (1.0 - drop.p)), a, mask)
+            mask = drop.buffer("mask", a.shape, xp, dtype)
+            bias_relu_dropout(linear.b, u, dtype.type(drop.p), dtype.type(1.0 / (1.0 - drop.p)), a, mask)
             relu.h, drop.mask = a, mask
-            i += 3
         h = a
     return h.copy()
 
 
 def mlp_backward(model, dz):
-    """``MLP.backward(dz)``, each Dropout's and ReLU's backward in one kernel.  None if unavailable."""
+    """``MLP.backward(dz)``, each block's Dropout and ReLU backward in one kernel.  None if unavailable."""
     kernels = (_relu_dropout_backward(), _relu_backward())
     if any(k is None for k in kernels):
         return None
     relu_dropout_backward, relu_backward = kernels
-    g, mask, first = dz, None, model.linears[0]
-    for layer in reversed(model.layers):
-        if layer is first:
-            layer.backward(g, need_dx=False)
-            break
-        if isinstance(layer, Dropout):
-            mask = layer.mask  # applied together with the ReLU below it
-        elif isinstance(layer, ReLU):
-            if mask is None:
-                relu_backward(layer.h, g)
+    g = dz
+    for i in range(len(model.blocks) - 1, -1, -1):
+        linear, relu, drop = model.blocks[i]
+        if relu is not None:
+            if drop is None:
+                relu_backward(relu.h, g)
             else:
-                relu_dropout_backward(layer.h, mask, g)
-            mask = None
-        elif isinstance(layer, Linear):
-            g = layer.backward(g)
+                relu_dropout_backward(relu.h, drop.mask, g)
+        g = linear.backward(g, need_dx=i > 0)  # the input's gradient is not needed
     grads = []
     for linear in model.linears:
         grads += [linear.dW, linear.db]
@@ -354,6 +393,25 @@ def max_norm_(W, c):
     return W
 
 
+def _momentum():
+    # SGD._update without weight decay or Nesterov:  u <- momentum * u + g;  w <- w - lr * u
+    return _elementwise("sgd_momentum", "T g, T lr, T momentum", "T w, T u", "u = momentum * u + g; w -= lr * u;")
 
-def _buf(layer, key, shape, xp, dtype):
-    return _buffer(layer._bufs, key, shape, xp, dtype)  # the buffer the plain layer would use
+
+def momentum_step(optimizer, grads):
+    """:meth:`nanokd.optim.SGD.step` for plain momentum SGD, one kernel per parameter.
+
+    Returns False, and changes nothing, when it does not apply (another
+    optimizer, Nesterov, weight decay, no momentum) or the kernel is unavailable.
+    """
+    if type(optimizer) is not SGD or not optimizer.momentum or optimizer.nesterov or optimizer.weight_decay:
+        return False
+    kernel = _momentum()
+    if kernel is None:
+        return False
+    if len(grads) != len(optimizer.params):
+        raise ValueError(f"expected {len(optimizer.params)} gradients, got {len(grads)}")
+    lr, momentum = float(optimizer.lr), float(optimizer.momentum)
+    for w, g, u in zip(optimizer.params, grads, optimizer.velocity):
+        kernel(g, w.dtype.type(lr), w.dtype.type(momentum), w, u)
+    return True

@@ -31,7 +31,18 @@ def _buffer(store, key, shape, xp, dtype):
     return buf
 
 
-class Linear:
+class Layer:
+    """What the layers share: scratch arrays they own, allocated once and reused on every call."""
+
+    def __init__(self):
+        self._bufs = {}
+
+    def buffer(self, key, shape, xp, dtype):
+        """The layer's scratch array ``key`` of this shape and dtype (valid until the layer's next call)."""
+        return _buffer(self._bufs, key, shape, xp, dtype)
+
+
+class Linear(Layer):
     r"""Affine map  a = x W + b.
 
     See docs/gradients.md, section 6.
@@ -48,21 +59,21 @@ class Linear:
     """
 
     def __init__(self, W, b):
+        super().__init__()
         self.W, self.b = W, b
         self.dW = get_array_module(W).zeros_like(W)
         self.db = get_array_module(b).zeros_like(b)
-        self._bufs = {}
         self.x = None
 
     def forward(self, x, bias=True):
         """a = x W + b, into a buffer of the layer (reused by the next call).
 
         ``bias=False`` leaves out "+ b", for a caller that adds it itself
-        (nanokd.fused adds it in the kernel that also applies the ReLU).
+        (the GPU fast path adds it in the kernel that also applies the ReLU).
         """
         xp = get_array_module(x)
         self.x = x
-        a = _buffer(self._bufs, "a", (x.shape[0], self.W.shape[1]), xp, self.W.dtype)
+        a = self.buffer("a", (x.shape[0], self.W.shape[1]), xp, self.W.dtype)
         xp.matmul(x, self.W, out=a)
         if bias:
             a += self.b
@@ -75,7 +86,7 @@ class Linear:
         da.sum(axis=0, out=self.db)
         if not need_dx:
             return None
-        dx = _buffer(self._bufs, "dx", self.x.shape, xp, da.dtype)
+        dx = self.buffer("dx", self.x.shape, xp, da.dtype)
         xp.matmul(da, self.W.T, out=dx)
         return dx
 
@@ -104,7 +115,7 @@ class ReLU:
         return dh
 
 
-class Dropout:
+class Dropout(Layer):
     r"""Inverted dropout with drop probability p, computed in place.
 
     See docs/gradients.md, section 6.
@@ -123,10 +134,10 @@ class Dropout:
     def __init__(self, p, inplace=False):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        super().__init__()
         self.p = p
         self.inplace = inplace  # True when x is a buffer of the layer below, never for user input
         self.mask = None
-        self._bufs = {}
 
     def forward(self, x, rng, train=True, keep_mask=False):
         """Apply dropout when training; identity otherwise.
@@ -140,10 +151,10 @@ class Dropout:
         xp = get_array_module(x)
         if not (keep_mask and self.mask is not None and self.mask.shape == x.shape):
             keep = bernoulli_keep(rng, self.p, x.shape, x.dtype, xp, self._bufs)  # [u >= p]
-            m = _buffer(self._bufs, "mask", x.shape, xp, x.dtype)
+            m = self.buffer("mask", x.shape, xp, x.dtype)
             xp.multiply(keep, x.dtype.type(1.0 / (1.0 - self.p)), out=m)  # m = [u >= p] / (1 - p)
             self.mask = m
-        out = x if self.inplace else _buffer(self._bufs, "h", x.shape, xp, x.dtype)
+        out = x if self.inplace else self.buffer("h", x.shape, xp, x.dtype)
         return xp.multiply(x, self.mask, out=out)
 
     def backward(self, dh):

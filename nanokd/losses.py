@@ -27,6 +27,13 @@ import numbers
 
 from .backend import get_array_module
 
+#: Where the float32-exact KL switches between its forms (see :func:`kl_divergence`).  The GPU
+#: row kernel (nanokd/fused.py) is built from these same constants.
+FAR = 30          # |l| >= FAR: p and q so far apart that the plain formulas lose nothing that matters
+PSI_SPLIT = -2    # psi(l) = 1 - exp(l) (1 - l) for l < PSI_SPLIT, l - (1 - l) expm1(l) above
+GRAD_SPLIT = 1    # kd_loss_grad: q - p as -q expm1(l) where |l| < GRAD_SPLIT, else q - p directly
+PSI_SERIES = (2, 3, 8, 30, 144, 840, 5760)  # psi(l) = l^2/2 + l^3/3 + ... + l^8/5760: k!/(k - 1), k = 2 .. 8
+
 # --------------------------------------------------------------------------
 # input checks
 # --------------------------------------------------------------------------
@@ -195,26 +202,13 @@ def cross_entropy_grad(z, y, *, check=True):
 def cross_entropy_and_grad(z, y, *, check=True):
     r"""``(cross_entropy(z, y), cross_entropy_grad(z, y))``, for the training loop.
 
-    On a GPU both come from one kernel per row (:mod:`nanokd.fused`), which
-    computes the same formulas.
+    (On a GPU the training step computes both in one kernel per row instead,
+    ``nanokd.fused.loss_rows``: the same formulas.)
     """
     if check:
         _check_logits(z, "z")
         _check_labels(y, z)
-    fast = _fused_loss(z, None, y, 1.0, 0.0)
-    if fast is not None:
-        return fast
     return cross_entropy(z, y, check=False), cross_entropy_grad(z, y, check=False)
-
-
-def _fused_loss(z, v, y, T, alpha):
-    """``(loss, dL/dz)`` of distillation_loss from nanokd.fused on CuPy; None on NumPy (or with no kernel)."""
-    from . import fused
-
-    if not fused.active(get_array_module(z)):
-        return None
-    out = fused.loss_rows(z, v, y, T, alpha)
-    return None if out is None else (out[0].mean(), out[1])
 
 
 # --------------------------------------------------------------------------
@@ -271,10 +265,10 @@ def log_ratio(z, v, T, *, check=True):
     rows, top = xp.arange(d.shape[0]), z.argmax(axis=1)
     d -= d[rows, top][:, None]  # first relative to the class of largest q: d_top = 0 exactly ...
     e = d - (q * d).sum(axis=1, keepdims=True)  # ... so this mean is small wherever q is concentrated
-    s = (q * xp.expm1(xp.minimum(e, 30))).sum(axis=1, keepdims=True)
+    s = (q * xp.expm1(xp.minimum(e, FAR))).sum(axis=1, keepdims=True)
     l = e - xp.log1p(xp.maximum(s, 0))
     logp = log_softmax(v, T, check=False)
-    huge = e.max(axis=1, keepdims=True) > 30
+    huge = e.max(axis=1, keepdims=True) > FAR
     return logq, logp, xp.where(huge, logp - logq, l)
 
 
@@ -301,53 +295,82 @@ def kd_loss(z, v, T, *, check=True, ratio=None):
     makes the value readable.
 
     *Why T^2.*  The gradient of KL(p || q) with respect to z is (q - p)/T
-    (the paper's eq. 2).  At high T, q - p itself shrinks like 1/T (eq. 3:
-    q_i - p_i ~ (z_i - v_i)/(N_c T) for zero-mean logits), so the soft
-    gradients scale as 1/T^2.  Multiplying the loss by T^2 keeps their size
-    roughly unchanged when T is varied, so the relative weight of the soft and
-    hard terms of :func:`distillation_loss` does not depend on T.
+    (the paper's eq. 2).  At high T, q - p itself shrinks like 1/T (eq. 4:
+    q_i - p_i ~ (z_i - v_i)/(C T) for zero-mean logits, C classes), so the
+    soft gradients scale as 1/T^2.  Multiplying the loss by T^2 keeps their
+    size roughly unchanged when T is varied (once T exceeds the spread of the
+    logits), so the relative weight of the soft and hard terms of
+    :func:`distillation_loss` depends little on T.
 
-    ``ratio``: the ``(log q, log p, l)`` of :func:`log_ratio` for these z, v
-    and T, when the caller has it already (see :func:`distillation_loss_and_grad`).
-
-    *How it is summed.*  When p ~ q the terms p_i l_i (l = log p - log q)
-    are of first order in l but their sum is of second order: summing them
-    as written cancels most digits (in float32, the loss at T = 50 could be
-    wrong in its second digit).  With p_i = q_i exp(l_i), sum p = sum q = 1:
-
-        KL = sum_i p_i l_i - sum_i p_i + sum_i q_i = sum_i q_i psi(l_i),
-        psi(l) = 1 - exp(l) (1 - l) = l^2/2 + l^3/3 + l^4/8 + ...  >= 0,
-
-    a sum of non-negative terms, each accurate when l is (:func:`log_ratio`).
-    psi is summed by its series (coefficients (k-1)/k!) for small |l|.  Above
-    that, up to |l| = 30, it is computed in the form that cancels least,
-
-        psi(l) = 1 - exp(l) (1 - l)       for l < -2,
-        psi(l) = l - (1 - l) expm1(l)     otherwise,
-
-    (within 9 float32 roundings of psi), and multiplied by q_i.  The
-    expanded q_i + p_i (l_i - 1) would subtract two nearly equal numbers when
-    |l| is near the series' limit, and pass on the rounding of q_i (about
-    eps |log q_i|) multiplied by the ratio of q_i to the term.  Beyond 30 it
-    is q_i + p_i (l_i - 1) with p_i from log p_i: there one of the two terms
-    is negligible, and p_i = q_i exp(l_i) would carry the rounding of l_i.
+    The digits: l = log p - log q comes from :func:`log_ratio` and the sum
+    from :func:`kl_divergence`, which keep the KL of nearly equal
+    distributions exact to float precision.  ``ratio``: the
+    ``(log q, log p, l)`` of :func:`log_ratio` for these z, v and T, when the
+    caller has it already (see :func:`distillation_loss_and_grad`).
 
     The gradient is :func:`kd_loss_grad`.
     """
     if check:
         _check_pair(z, v)
         _check_temperature(T)
-    xp = get_array_module(z)
-    logq, logp, l = log_ratio(z, v, T, check=False) if ratio is None else ratio
+    logq, logp, l = log_ratio(z, v, T, check=False) if ratio is None else ratio  # l = log p - log q
+    kl = kl_divergence(logq, logp, l)  # KL(p_n || q_n) of each row
+    return T * T * kl.mean()
+
+
+def kl_divergence(logq, logp, l):
+    r"""KL(p || q) = sum_i p_i l_i of each row, l = log p - log q, summed so that it keeps its digits.
+
+    See docs/gradients.md, appendix A.  Returns an (N,) array.
+
+    Notes
+    -----
+    When p ~ q the terms p_i l_i are of first order in l but their sum is of
+    second order: summing them as written cancels most digits (in float32,
+    the loss at T = 50 could be wrong in its second digit).  With
+    p_i = q_i exp(l_i) and sum p = sum q = 1:
+
+        KL = sum_i p_i l_i - sum_i p_i + sum_i q_i = sum_i q_i psi(l_i),
+        psi(l) = 1 - exp(l) (1 - l) = l^2/2 + l^3/3 + l^4/8 + ...  >= 0,
+
+    a sum of non-negative terms, each accurate when l is (:func:`log_ratio`).
+    psi is summed by its series (:func:`psi_series`) for |l| below
+    :func:`series_limit`, by :func:`psi` up to |l| = ``FAR``, and beyond that
+    as q_i + p_i (l_i - 1) with p_i from log p_i: there one of the two terms
+    is negligible, and p_i = q_i exp(l_i) would carry the rounding of l_i.
+    The expanded q_i + p_i (l_i - 1) is not used nearer: it would subtract
+    two nearly equal numbers when |l| is near the series' limit, and pass on
+    the rounding of q_i (about eps |log q_i|).
+    """
+    xp = get_array_module(l)
     q = xp.exp(logq)
     small = series_limit(l.dtype)
-    t = xp.clip(l, -small, small)  # the series is used only there; clipping keeps far-away l from overflowing
-    series = t * t * (1 / 2 + t * (1 / 3 + t * (1 / 8 + t * (1 / 30 + t * (1 / 144 + t * (1 / 840 + t / 5760))))))
-    m = xp.clip(l, -30, 30)  # psi in the form that cancels least (clipping: only |l| < 30 is used)
-    psi = xp.where(m < -2, 1 - xp.exp(m) * (1 - m), m - (1 - m) * xp.expm1(m))
-    far = q + xp.exp(logp) * (l - 1)  # |l| >= 30: q psi(l) = q - q exp(l) + q exp(l) l = q + p (l - 1)
-    terms = xp.where(xp.abs(l) < small, q * series, xp.where(xp.abs(l) < 30, q * psi, far))
-    return T * T * terms.sum(axis=1).mean()
+    near = q * psi_series(xp.clip(l, -small, small))  # clipping: each form is used only where it is chosen
+    middle = q * psi(xp.clip(l, -FAR, FAR))
+    far = q + xp.exp(logp) * (l - 1)  # q psi(l) = q - q exp(l) + q exp(l) l = q + p (l - 1)
+    terms = xp.where(xp.abs(l) < small, near, xp.where(xp.abs(l) < FAR, middle, far))
+    return terms.sum(axis=1)
+
+
+def psi(l):
+    r"""psi(l) = 1 - exp(l) (1 - l), in the form that cancels least (within 9 float32 roundings, |l| < 30).
+
+        psi(l) = 1 - exp(l) (1 - l)       for l < -2 (PSI_SPLIT),
+        psi(l) = l - (1 - l) expm1(l)     otherwise.
+    """
+    xp = get_array_module(l)
+    return xp.where(l < PSI_SPLIT, 1 - xp.exp(l) * (1 - l), l - (1 - l) * xp.expm1(l))
+
+
+def psi_series(t):
+    r"""psi(t) = sum_{k=2}^{8} t^k (k - 1)/k! = t^2/2 + t^3/3 + t^4/8 + ..., by Horner's rule.
+
+    Exact to the last bit of the dtype for |t| < :func:`series_limit`.
+    """
+    inner = t / PSI_SERIES[-1]
+    for d in reversed(PSI_SERIES[1:-1]):
+        inner = t * (1 / d + inner)
+    return t * t * (1 / PSI_SERIES[0] + inner)
 
 
 def kd_loss_grad(z, v, T, *, check=True, ratio=None):
@@ -378,7 +401,7 @@ def kd_loss_grad(z, v, T, *, check=True, ratio=None):
     xp = get_array_module(z)
     logq, logp, l = log_ratio(z, v, T, check=False) if ratio is None else ratio
     q = xp.exp(logq)
-    g = xp.where(xp.abs(l) < 1, -q * xp.expm1(xp.clip(l, -1, 1)), q - xp.exp(logp))
+    g = xp.where(xp.abs(l) < GRAD_SPLIT, -q * xp.expm1(xp.clip(l, -GRAD_SPLIT, GRAD_SPLIT)), q - xp.exp(logp))
     g *= T / z.shape[0]
     return g
 
@@ -430,14 +453,11 @@ def distillation_loss_and_grad(z, v, y, T, alpha, *, check=True):
     r"""``(distillation_loss(...), distillation_loss_grad(...))``, for the training loop.
 
     The two functions themselves, with :func:`log_ratio`, the costly part,
-    computed once and handed to both.  On a GPU the same formulas run as one
-    kernel per row (:mod:`nanokd.fused`).
+    computed once and handed to both.  (On a GPU the training step runs the
+    same formulas as one kernel per row, ``nanokd.fused.loss_rows``.)
     """
     if check:
         _check_distillation(z, v, y, T, alpha)
-    fast = _fused_loss(z, v, y, T, alpha)
-    if fast is not None:
-        return fast
     ratio = log_ratio(z, v, T, check=False) if alpha > 0 else None
     return (distillation_loss(z, v, y, T, alpha, check=False, ratio=ratio),
             distillation_loss_grad(z, v, y, T, alpha, check=False, ratio=ratio))

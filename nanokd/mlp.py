@@ -8,15 +8,23 @@ is the teacher of the paper (section 3), itself the net of Hinton et al. 2012
 """
 
 import json
+from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import fused
-from .atomic import atomic_file
+from .atomic import save_npz_atomic  # noqa: F401  (importable from here, as before)
 from .backend import default_rng, device_of, get_xp, resolve_device, to_numpy
 from .layers import Dropout, Linear, ReLU, max_norm_
 
 DTYPES = ("float32", "float64")
+
+
+class Block(NamedTuple):
+    """One layer of the network: Linear, then (except for the output layer) ReLU and maybe Dropout."""
+
+    linear: Linear
+    relu: Optional[ReLU] = None
+    dropout: Optional[Dropout] = None
 
 
 class MLP:
@@ -44,6 +52,13 @@ class MLP:
     Attributes
     ----------
     params : list of arrays [W1, b1, W2, b2, ...], updated in place by the optimizers.
+    input_dropout : Dropout or None
+        The dropout of the input pixels.
+    blocks : list of :class:`Block`
+        The layers, one (Linear, ReLU, Dropout) block per weight matrix; the
+        output block has only its Linear.
+    layers : list
+        The same layers in the order the forward pass runs them.
     """
 
     def __init__(self, sizes, *, dropout_input=0.0, dropout_hidden=0.0, max_norm=None,
@@ -79,21 +94,21 @@ class MLP:
         # dtype starts from the same weights: W ~ N(0, 2 / fan_in), b = 0
         # (or W ~ N(0, init_std^2) when init_std is given).
         init = np.random.default_rng(seed)
-        self.layers, self.params = [], []
-        if dropout_input > 0:
-            self.layers.append(Dropout(dropout_input, inplace=False))
+        self.input_dropout = Dropout(dropout_input, inplace=False) if dropout_input > 0 else None
+        self.blocks, self.params = [], []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             std = np.sqrt(2.0 / n_in) if init_std is None else init_std
             W = xp.asarray(init.normal(0.0, std, (n_in, n_out)).astype(dtype))
             b = xp.zeros(n_out, dtype=dtype)
-            linear = Linear(W, b)
-            self.layers.append(linear)
             self.params += [W, b]
-            if i < len(sizes) - 2:
-                self.layers.append(ReLU())
-                if dropout_hidden > 0:
-                    self.layers.append(Dropout(dropout_hidden, inplace=True))
-        self.linears = [layer for layer in self.layers if isinstance(layer, Linear)]
+            if i == len(sizes) - 2:
+                self.blocks.append(Block(Linear(W, b)))
+            else:
+                self.blocks.append(Block(Linear(W, b), ReLU(),
+                                         Dropout(dropout_hidden, inplace=True) if dropout_hidden > 0 else None))
+        self.layers = [self.input_dropout] if self.input_dropout else []
+        self.layers += [layer for block in self.blocks for layer in block if layer is not None]
+        self.linears = [block.linear for block in self.blocks]
         self.reseed(seed + 1)
 
     def reseed(self, seed):
@@ -115,10 +130,6 @@ class MLP:
         if device_of(x) != self.device:
             raise TypeError(f"x lives on {device_of(x)} but the model on {self.device}")
         h = x if x.dtype == self.dtype else x.astype(self.dtype)
-        if train and not keep_masks and fused.active(self.xp):  # GPU: the same, in fewer kernels
-            z = fused.mlp_forward(self, h)
-            if z is not None:
-                return z
         for layer in self.layers:
             if isinstance(layer, Dropout):
                 h = layer.forward(h, self.rng, train=train, keep_mask=keep_masks)
@@ -133,10 +144,6 @@ class MLP:
         dL/d(its input).  dz is used as scratch space.  The returned arrays are
         owned by the layers and overwritten by the next backward.
         """
-        if fused.active(self.xp):  # GPU: the same, in fewer kernels
-            grads = fused.mlp_backward(self, dz)
-            if grads is not None:
-                return grads
         g = dz
         first = self.linears[0]
         for layer in reversed(self.layers):
@@ -153,8 +160,7 @@ class MLP:
         """Project every hidden unit's incoming weights onto the ball of radius ``max_norm``."""
         if self.max_norm is not None:
             for linear in self.linears[:-1]:
-                if not (fused.active(self.xp) and fused.max_norm_(linear.W, self.max_norm) is not None):
-                    max_norm_(linear.W, self.max_norm)
+                max_norm_(linear.W, self.max_norm)
 
     def predict(self, x, batch_size=10000):
         """Predicted class of each row of x (an array on the model's device)."""
@@ -211,9 +217,3 @@ class MLP:
         c = self.config
         return (f"MLP({c['sizes']}, dropout_input={c['dropout_input']}, dropout_hidden={c['dropout_hidden']}, "
                 f"max_norm={c['max_norm']}, dtype={c['dtype']}, device={self.device!r})")
-
-
-def save_npz_atomic(path, arrays):
-    """``np.savez`` to a temporary file in the target folder, then ``os.replace`` it into place."""
-    with atomic_file(path, "wb") as f:
-        np.savez(f, **arrays)

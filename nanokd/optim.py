@@ -11,8 +11,9 @@ pieces of ``BLOCK`` elements at a time (:func:`pieces`): every pass over a
 piece then hits the cache, and the arrays travel from memory once per step.
 The arithmetic is the same, element for element (tests/test_optim.py
 compares with the formulas written out on whole arrays).  On the GPU each
-pass is one kernel over the whole array, so there the piece is the array,
-and plain momentum SGD runs as one fused kernel (:func:`_fused_momentum_step`).
+pass is one kernel over the whole array, so there the piece is the array
+(and the training step runs plain momentum SGD as one fused kernel,
+``nanokd.fused.momentum_step``: the same two lines).
 """
 
 import numpy as np
@@ -52,37 +53,6 @@ class _Scratch:
         if buf is None:
             buf = self._bufs[key] = get_array_module(a).empty(a.shape, dtype=a.dtype)
         return buf.reshape(a.shape)
-
-
-_FUSED = {}  # name -> CuPy kernel, or None once building or running it failed
-
-
-def _fused_momentum_step(w, g, u, lr, momentum):
-    """GPU fast path of plain momentum SGD:  u <- momentum * u + g;  w <- w - lr * u,  as one CuPy kernel.
-
-    The same two lines as :meth:`SGD._update`, in one pass instead of four
-    kernel launches (the step of a small net on a GPU is bound by launches).
-    Returns False, and the caller runs the plain lines, if the kernel cannot
-    be built.  Checked against the formula by tests/test_optim.py on CuPy.
-    """
-    kernel = _FUSED.get("momentum", False)
-    if kernel is False:
-        try:
-            import cupy
-
-            kernel = cupy.ElementwiseKernel("T g, T lr, T momentum", "T w, T u",
-                                            "u = momentum * u + g; w -= lr * u;", "nanokd_sgd_momentum")
-        except Exception:  # noqa: BLE001  any failure: fall back to the plain lines
-            kernel = None
-        _FUSED["momentum"] = kernel
-    if kernel is None:
-        return False
-    try:
-        kernel(g, w.dtype.type(lr), w.dtype.type(momentum), w, u)
-    except Exception:  # noqa: BLE001  e.g. no compiler: remember, and use the plain lines from now on
-        _FUSED["momentum"] = None
-        return False
-    return True
 
 
 class SGD:
@@ -126,9 +96,6 @@ class SGD:
     def _update(self, w, g, u, tmp, lr, momentum, weight_decay):
         """The update of the class docstring, in place, for one piece of a parameter w."""
         xp = get_array_module(w)
-        if xp is not np and momentum and not (self.nesterov or weight_decay):
-            if _fused_momentum_step(w, g, u, lr, momentum):
-                return  # on the GPU: the momentum lines below, fused into one kernel
         if weight_decay:
             xp.multiply(w, weight_decay, out=tmp)  # g <- g + weight_decay * w
             g += tmp

@@ -42,6 +42,7 @@ from .atomic import save_figure_atomic
 from .backend import DEVICES, to_numpy
 from .losses import softmax
 from .mlp import MLP
+from .teacher import compute_teacher_logits
 
 #: Class names, in label order (MNIST's are the digits).
 CLASS_NAMES = {
@@ -122,11 +123,14 @@ def soft_target_lines(p, T, names, label, chars=UNICODE):
 
 
 def teacher_logits(model, images, batch_size=1000):
-    """The model's logits for uint8 images (N, 28, 28), as a float64 host array (N, C)."""
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = nkdata.to_float(images[i:i + batch_size], model.xp)
-        out.append(to_numpy(model.forward(x)).astype(np.float64))
+    """The model's logits for uint8 images (N, 28, 28), as a float64 host array (N, C).
+
+    :func:`nanokd.teacher.compute_teacher_logits`, on the images converted
+    ``batch_size`` at a time (so a whole test set is never held as floats twice).
+    """
+    out = [to_numpy(compute_teacher_logits(model, nkdata.to_float(images[i:i + batch_size], model.xp), 1.0,
+                                           batch_size)).astype(np.float64)
+           for i in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, model.sizes[-1]))
 
 

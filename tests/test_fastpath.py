@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import nanokd as nk
-from nanokd import fused, optim
+from nanokd import optim
 from nanokd.layers import bernoulli_keep
 
 
@@ -104,9 +104,8 @@ def test_numpy_float64_learning_rate_keeps_float32_arithmetic():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("alpha", [0.0, 0.1, 0.9, 1.0])
 @pytest.mark.parametrize("T", [1.0, 4.0, 20.0])
-def test_fused_distillation_loss_and_grad_equals_the_two_functions(xp, dtype, alpha, T, monkeypatch):
-    # the plain pair, bit for bit; on CuPy the kernel of nanokd.fused replaces it (tests/test_fused.py)
-    monkeypatch.setattr(fused, "ENABLED", False)
+def test_distillation_loss_and_grad_equals_the_two_functions(xp, dtype, alpha, T):
+    # the plain pair, bit for bit (the GPU training step's kernel for it: tests/test_fused.py)
     rng = np.random.default_rng(int(T * 10 + alpha * 100))
     z = xp.asarray(rng.normal(size=(100, 10)) * 5, dtype=dtype)
     v = xp.asarray(rng.normal(size=(100, 10)) * 5, dtype=dtype)
@@ -120,8 +119,7 @@ def test_fused_distillation_loss_and_grad_equals_the_two_functions(xp, dtype, al
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_cross_entropy_and_grad_equals_the_two_functions(xp, dtype, monkeypatch):
-    monkeypatch.setattr(fused, "ENABLED", False)
+def test_cross_entropy_and_grad_equals_the_two_functions(xp, dtype):
     rng = np.random.default_rng(3)
     z = xp.asarray(rng.normal(size=(50, 10)) * 5, dtype=dtype)
     y = xp.asarray(rng.integers(0, 10, 50))

@@ -5,10 +5,12 @@
   gradients (float64 and float32).  This runs wherever a compiler is, so CI
   checks the kernel's arithmetic without a GPU.
 * On CuPy: the row kernel, the fused forward and backward of the MLP and the
-  fused max-norm against the plain path (``fused.ENABLED = False``), and a
-  few training steps of both, which must stay together.
+  fused max-norm against the plain methods of the model, and a few training
+  steps (:func:`nanokd.trainer.train_step`) with the fast path and inside
+  ``fused.disabled()``, which must stay together.
 """
 
+import contextlib
 import ctypes
 import shutil
 import subprocess
@@ -20,6 +22,7 @@ import nanokd as nk
 from nanokd import fused
 from nanokd.backend import cuda_available
 from nanokd.losses import distillation_loss, distillation_loss_grad, series_limit
+from nanokd.trainer import train_step
 
 CASES = [  # (N, C, T, alpha, logit scale, student-teacher gap)
     (64, 10, 20.0, 1.0, 5.0, 1.0),
@@ -80,7 +83,7 @@ def cpu_rows(tmp_path_factory):
     for dtype in ("float32", "float64"):
         src, lib = folder / f"rows_{dtype}.cpp", folder / f"rows_{dtype}.so"
         # -ffp-contract=off: no fused multiply-adds, like NumPy (the GPU may use them: the CuPy tests allow it)
-        src.write_text(SHIM + fused._HEADERS[dtype] + fused.ROWS_SOURCE + RUNNER)
+        src.write_text(SHIM + fused.rows_source(dtype) + RUNNER)
         subprocess.run([cxx, "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(lib), str(src)],
                        check=True, capture_output=True)
         libs[dtype] = ctypes.CDLL(str(lib))
@@ -104,6 +107,24 @@ def test_row_kernel_source_on_the_cpu_gives_the_plain_losses(cpu_rows, case, dty
     loss, g = cpu_rows(z, v, y, T, alpha)
     assert_close(loss.mean(), distillation_loss(z, v, y, T, alpha), rel)
     assert_close(g, distillation_loss_grad(z, v, y, T, alpha), rel)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_row_kernel_source_takes_its_constants_from_losses(dtype):
+    """Every @NAME@ of the C source is filled in, and the series is losses.psi_series written in C."""
+    src = fused.rows_source(dtype)
+    assert "@" not in src
+    assert "t / (real)5760" in src and "(real)(1.0 / 840)" in src and "(real)30" in src
+
+
+def test_fast_path_is_off_on_numpy_and_inside_disabled():
+    assert not fused.active(np)
+    with fused.disabled():
+        assert not fused._enabled
+        with fused.disabled():
+            pass
+        assert not fused._enabled  # nested: still off until the outer block ends
+    assert fused._enabled
 
 
 def test_row_kernel_source_on_the_cpu_sees_a_wrong_label(cpu_rows):
@@ -133,12 +154,6 @@ def test_row_kernel_gives_the_plain_losses(case, dtype, rel):
     loss, g = out
     assert_close(nk.to_numpy(loss).mean(), nk.to_numpy(distillation_loss(z, v, y, T, alpha)), rel)
     assert_close(nk.to_numpy(g), nk.to_numpy(distillation_loss_grad(z, v, y, T, alpha)), rel)
-    # the training loop's entry points take the fused path and agree with it
-    loss2, g2 = nk.distillation_loss_and_grad(z, v, y, T, alpha)
-    cupy.testing.assert_array_equal(g2, g)
-    if alpha == 0:
-        loss3, g3 = nk.cross_entropy_and_grad(z, y)
-        cupy.testing.assert_array_equal(g3, g)
 
 
 def _model_pair(dtype, dropout):
@@ -160,17 +175,14 @@ def test_fused_mlp_step_equals_the_plain_step(dtype, rel, dropout):
     y = cupy.asarray(rng.integers(0, 10, 64))
     for m in (fast, plain):
         m.reseed(11)  # the same dropout draws
-    z_fast = fast.forward(x, train=True)
+    z_fast = fused.mlp_forward(fast, x)
     _, g = nk.cross_entropy_and_grad(z_fast, y)
-    grads_fast = [a.copy() for a in fast.backward(g)]
-    fast.apply_max_norm()
-    fused.ENABLED = False
-    try:
-        z_plain = plain.forward(x, train=True)
-        grads_plain = plain.backward(nk.cross_entropy_grad(z_plain, y))
-        plain.apply_max_norm()
-    finally:
-        fused.ENABLED = True
+    grads_fast = [a.copy() for a in fused.mlp_backward(fast, g)]
+    for block in fast.blocks[:-1]:
+        assert fused.max_norm_(block.linear.W, fast.max_norm) is not None
+    z_plain = plain.forward(x, train=True)  # the model's own methods are the plain formulas
+    grads_plain = plain.backward(nk.cross_entropy_grad(z_plain, y))
+    plain.apply_max_norm()
     assert_close(nk.to_numpy(z_fast), nk.to_numpy(z_plain), rel)
     for a, b in zip(fast.layers, plain.layers):
         if isinstance(a, nk.Dropout):  # the same masks, bit for bit
@@ -192,18 +204,15 @@ def test_fused_training_follows_the_plain_training():
     rng = np.random.default_rng(1)
     x = cupy.asarray(rng.random((640, 50)))
     y = cupy.asarray(rng.integers(0, 10, 640))
-    for m, enabled in ((fast, True), (plain, False)):
-        fused.ENABLED = enabled
-        try:
-            opt = nk.SGD(m.params, lr=0.1, momentum=0.9)
-            m.reseed(5)
+    v = cupy.asarray(rng.normal(size=(640, 10)))
+    for m, fast_path in ((fast, True), (plain, False)):
+        opt = nk.SGD(m.params, lr=0.1, momentum=0.9)
+        m.reseed(5)
+        with contextlib.nullcontext() if fast_path else fused.disabled():
             for b in range(10):
-                xb, yb = x[64 * b:64 * (b + 1)], y[64 * b:64 * (b + 1)]
-                _, g = nk.cross_entropy_and_grad(m.forward(xb, train=True), yb)
-                opt.step(m.backward(g))
-                m.apply_max_norm()
-        finally:
-            fused.ENABLED = True
+                rows = slice(64 * b, 64 * (b + 1))
+                train_step(m, opt, x[rows], y[rows], v[rows] if b % 2 else None, T=4.0, alpha=0.9)
+    assert fused.active(cupy)
     for pa, pb in zip(fast.params, plain.params):
         assert_close(nk.to_numpy(pa), nk.to_numpy(pb), 1e-11)
 
@@ -214,6 +223,6 @@ def test_kernels_build():
 
     assert fused.active(cupy)
     for build in (fused._bias_relu, fused._bias_relu_dropout, fused._dropout, fused._relu_dropout_backward,
-                  fused._relu_backward, fused._sumsq, fused._max_norm_scale):
+                  fused._relu_backward, fused._sumsq, fused._max_norm_scale, fused._momentum):
         assert build() is not None
     assert fused._rows_kernel(np.float32) is not None and fused._rows_kernel(np.float64) is not None

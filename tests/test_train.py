@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import nanokd as nk
-from nanokd import data, train
+from nanokd import checkpoint, data, experiment, train, trainer
+from nanokd import teacher as nkteacher
 
 N_TRAIN, N_TEST, N_VAL = 240, 60, 40
 
@@ -80,7 +81,7 @@ def _run(tiny, tmp_path, epochs, distil, name="run", resume=False, callback=None
     if distil:
         kw = dict(teacher=nk.MLP([784, 20, 10], seed=7), T=4.0, alpha=0.7)  # jitter: soft targets per batch
     model = nk.MLP([784, 16, 16, 10], seed=3, **REGULARISED)
-    history = train.train_model(model, x, y, epochs=epochs, x_val=xv, y_val=yv, seed=5,
+    history = trainer.train_model(model, x, y, epochs=epochs, x_val=xv, y_val=yv, seed=5,
                                 checkpoint_path=tmp_path / f"{name}.ckpt.npz", resume=resume, callback=callback,
                                 **FIT, **kw)
     return model, history
@@ -128,7 +129,7 @@ def test_same_seed_same_run_other_seed_other_run(tiny):
 
     def fit(seed):
         model = nk.MLP([784, 16, 10], seed=0, **REGULARISED)
-        train.train_model(model, x, y, epochs=2, seed=seed, **FIT)
+        trainer.train_model(model, x, y, epochs=2, seed=seed, **FIT)
         return model.params
 
     a, b, c = fit(1), fit(1), fit(2)
@@ -138,8 +139,8 @@ def test_same_seed_same_run_other_seed_other_run(tiny):
 
 def test_jitter_and_dropout_draws_depend_only_on_seed_and_epoch(tiny):
     x = tiny[0][:50]
-    seeds = [train.epoch_seeds(5, e) for e in range(3)]
-    assert seeds == [train.epoch_seeds(5, e) for e in range(3)]
+    seeds = [trainer.epoch_seeds(5, e) for e in range(3)]
+    assert seeds == [trainer.epoch_seeds(5, e) for e in range(3)]
     assert len({s for trio in seeds for s in trio}) == 9  # dropout, jitter, shuffle: all different
     _, s_jitter, _ = seeds[1]
     a = data.jitter(x, nk.backend.default_rng(np, s_jitter), 2)
@@ -153,8 +154,8 @@ def test_cached_soft_targets_equal_given_logits(tiny):
     teacher = nk.MLP([784, 20, 10], seed=9)
     kw = dict(epochs=2, batch_size=32, lr=0.05, T=3.0, alpha=0.8, seed=2, progress=False, log=None)
     a, b = nk.MLP([784, 16, 10]), nk.MLP([784, 16, 10])
-    train.train_model(a, x, y, teacher=teacher, **kw)
-    train.train_model(b, x, y, teacher_logits=train.compute_teacher_logits(teacher, x, 3.0), **kw)
+    trainer.train_model(a, x, y, teacher=teacher, **kw)
+    trainer.train_model(b, x, y, teacher_logits=nkteacher.compute_teacher_logits(teacher, x, 3.0), **kw)
     assert all(np.array_equal(p, q) for p, q in zip(a.params, b.params))
 
 
@@ -170,7 +171,7 @@ def test_float32_student_stays_float32_with_float64_soft_targets_and_T(tiny, sou
     else:
         kw.update(teacher=teacher, jitter=1 if source == "jitter" else 0)
     student = nk.MLP([784, 16, 10])
-    train.train_model(student, x, y, **kw)
+    trainer.train_model(student, x, y, **kw)
     buffers = [a for layer in student.layers for a in getattr(layer, "_bufs", {}).values()]
     assert {a.dtype for a in buffers if a.dtype != bool} == {np.dtype(np.float32)}
     assert "dx" in student.linears[-1]._bufs  # the backward pass ran through the buffers checked above
@@ -180,7 +181,7 @@ def test_float32_student_stays_float32_with_float64_soft_targets_and_T(tiny, sou
 def test_progress_bar_and_log_lines(tiny, capsys):
     x, y, xv, yv = tiny
     lines = []
-    train.train_model(nk.MLP([784, 8, 10]), x, y, epochs=2, batch_size=8, x_val=xv, y_val=yv, progress=True,
+    trainer.train_model(nk.MLP([784, 8, 10]), x, y, epochs=2, batch_size=8, x_val=xv, y_val=yv, progress=True,
                       log=lines.append, name="teacher")
     assert len(lines) == 2 and lines[1].startswith("teacher   epoch   2/2  loss ")
     assert "val " in lines[0] and " lr 0.1 " in lines[0] and lines[0].endswith(" s")
@@ -190,8 +191,8 @@ def test_progress_bar_and_log_lines(tiny, capsys):
 def test_training_learns_the_tiny_task(tiny):
     x, y, xv, yv = tiny
     model = nk.MLP([784, 32, 10], seed=0)
-    before = train.evaluate_errors(model, xv, yv)
-    history = train.train_model(model, x, y, epochs=6, batch_size=16, lr=0.05, x_val=xv, y_val=yv,
+    before = nkteacher.evaluate_errors(model, xv, yv)
+    history = trainer.train_model(model, x, y, epochs=6, batch_size=16, lr=0.05, x_val=xv, y_val=yv,
                                 progress=False, log=None)
     assert history["loss"][-1] < history["loss"][0]
     assert history["val_errors"][-1] < before / 2
@@ -202,7 +203,7 @@ def test_a_diverging_run_stops_at_the_end_of_the_epoch_and_says_why(tiny):
     x, y, xv, yv = tiny
     model = nk.MLP([784, 32, 10], seed=0)
     with np.errstate(all="ignore"), pytest.raises(FloatingPointError, match="epoch 1 .*diverged.*lr 1e"):
-        train.train_model(model, x, y, epochs=5, batch_size=16, lr=1e30, progress=False, log=None)
+        trainer.train_model(model, x, y, epochs=5, batch_size=16, lr=1e30, progress=False, log=None)
 
 
 def test_cli_reports_divergence_and_exits_1(tiny_dir, tmp_path, capsys):
@@ -214,7 +215,7 @@ def test_cli_reports_divergence_and_exits_1(tiny_dir, tmp_path, capsys):
 
 def test_schedules_are_set_per_epoch(tiny):
     x, y, _, _ = tiny
-    h = train.train_model(nk.MLP([784, 8, 10]), x, y, epochs=4, lr=0.1, lr_decay=0.5, momentum=0.9,
+    h = trainer.train_model(nk.MLP([784, 8, 10]), x, y, epochs=4, lr=0.1, lr_decay=0.5, momentum=0.9,
                           momentum_start=0.5, momentum_ramp=2, progress=False, log=None)
     assert h["lr"] == pytest.approx([0.1, 0.05, 0.025, 0.0125])
     assert h["momentum"] == pytest.approx([0.5, 0.7, 0.9, 0.9])
@@ -224,19 +225,19 @@ def test_schedules_are_set_per_epoch(tiny):
 def test_checkpoint_of_more_epochs_than_asked_for_is_refused(tiny, tmp_path):
     x, y, _, _ = tiny
     kw = dict(batch_size=32, lr=0.05, seed=1, progress=False, log=None, checkpoint_path=tmp_path / "c.npz")
-    train.train_model(nk.MLP([784, 16, 10]), x, y, epochs=3, **kw)
+    trainer.train_model(nk.MLP([784, 16, 10]), x, y, epochs=3, **kw)
     with pytest.raises(ValueError, match="holds 3 epochs, more than epochs=2"):
-        train.train_model(nk.MLP([784, 16, 10]), x, y, epochs=2, resume=True, **kw)
-    history = train.train_model(nk.MLP([784, 16, 10]), x, y, epochs=3, resume=True, **kw)  # as many: nothing to do
+        trainer.train_model(nk.MLP([784, 16, 10]), x, y, epochs=2, resume=True, **kw)
+    history = trainer.train_model(nk.MLP([784, 16, 10]), x, y, epochs=3, resume=True, **kw)  # as many: nothing to do
     assert history["epoch"] == [1, 2, 3]
 
 
 def test_checkpoint_of_other_settings_is_refused(tiny, tmp_path):
     x, y, _, _ = tiny
     path = tmp_path / "c.npz"
-    train.train_model(nk.MLP([784, 8, 10]), x, y, epochs=1, lr=0.1, checkpoint_path=path, progress=False, log=None)
+    trainer.train_model(nk.MLP([784, 8, 10]), x, y, epochs=1, lr=0.1, checkpoint_path=path, progress=False, log=None)
     with pytest.raises(ValueError, match="other settings.*lr"):
-        train.train_model(nk.MLP([784, 8, 10]), x, y, epochs=2, lr=0.2, checkpoint_path=path, resume=True,
+        trainer.train_model(nk.MLP([784, 8, 10]), x, y, epochs=2, lr=0.2, checkpoint_path=path, resume=True,
                           progress=False, log=None)
 
 
@@ -247,25 +248,25 @@ def test_checkpoint_functions_carry_adam_state(tmp_path):
     opt = nk.Adam(model.params, lr=0.01)
     for _ in range(3):
         opt.step([rng.normal(size=p.shape) for p in model.params])
-    train.save_checkpoint(tmp_path / "c.npz", model, opt, 3, {"epoch": [1, 2, 3]}, '{"a": 1}')
+    checkpoint.save_checkpoint(tmp_path / "c.npz", model, opt, 3, {"epoch": [1, 2, 3]}, '{"a": 1}')
     other = nk.MLP([6, 5, 3], seed=2, dtype=np.float64)
     other_opt = nk.Adam(other.params, lr=0.01)
-    assert train.load_checkpoint(tmp_path / "c.npz", other, other_opt, '{"a": 1}') == (3, {"epoch": [1, 2, 3]})
+    assert checkpoint.load_checkpoint(tmp_path / "c.npz", other, other_opt, '{"a": 1}') == (3, {"epoch": [1, 2, 3]})
     assert other_opt.t == 3
     for a, b in zip(opt.state()[:-1] + model.params, other_opt.state()[:-1] + other.params):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="holds 9 optimizer arrays, but SGD has 4"):
-        train.load_checkpoint(tmp_path / "c.npz", other, nk.SGD(other.params, lr=0.1), '{"a": 1}')
+        checkpoint.load_checkpoint(tmp_path / "c.npz", other, nk.SGD(other.params, lr=0.1), '{"a": 1}')
 
 
 def test_resume_may_extend_a_finished_run(tiny, tmp_path):
     x, y, _, _ = tiny
     kw = dict(lr=0.1, seed=1, progress=False, log=None)
     m4 = nk.MLP([784, 8, 10])
-    train.train_model(m4, x, y, epochs=3, **kw)
+    trainer.train_model(m4, x, y, epochs=3, **kw)
     m = nk.MLP([784, 8, 10])
-    train.train_model(m, x, y, epochs=2, checkpoint_path=tmp_path / "c.npz", **kw)
-    h = train.train_model(m, x, y, epochs=3, checkpoint_path=tmp_path / "c.npz", resume=True, **kw)
+    trainer.train_model(m, x, y, epochs=2, checkpoint_path=tmp_path / "c.npz", **kw)
+    h = trainer.train_model(m, x, y, epochs=3, checkpoint_path=tmp_path / "c.npz", resume=True, **kw)
     assert h["epoch"] == [1, 2, 3]
     assert all(np.array_equal(a, b) for a, b in zip(m.params, m4.params))
 
@@ -291,22 +292,22 @@ def test_bad_arguments_are_named(tiny, kwargs, error, match):
     x, y, _, _ = tiny
     kwargs = {"epochs": 1, **kwargs}
     with pytest.raises(error, match=match):
-        train.train_model(nk.MLP([784, 8, 10]), x, y, progress=False, log=None, **kwargs)
+        trainer.train_model(nk.MLP([784, 8, 10]), x, y, progress=False, log=None, **kwargs)
 
 
 def test_bad_model_and_data_are_named(tiny):
     x, y, _, _ = tiny
     kw = dict(epochs=1, progress=False, log=None)
     with pytest.raises(TypeError, match="model must be a nanokd MLP, got list"):
-        train.train_model([nk.MLP([784, 8, 10])], x, y, **kw)
+        trainer.train_model([nk.MLP([784, 8, 10])], x, y, **kw)
     with pytest.raises(ValueError, match=f"x has {len(x)} rows but y has {len(x) - 1}"):
-        train.evaluate_errors(nk.MLP([784, 8, 10]), x, y[:-1])
+        nkteacher.evaluate_errors(nk.MLP([784, 8, 10]), x, y[:-1])
     with pytest.raises(ValueError, match="x is empty"):
-        train.train_model(nk.MLP([784, 8, 10]), x[:0], y[:0], **kw)
+        trainer.train_model(nk.MLP([784, 8, 10]), x[:0], y[:0], **kw)
     with pytest.raises(ValueError, match="jitter needs 28x28 images"):
-        train.train_model(nk.MLP([196, 8, 10]), x[:, :196], y, jitter=1, **kw)
+        trainer.train_model(nk.MLP([196, 8, 10]), x[:, :196], y, jitter=1, **kw)
     with pytest.raises(ValueError, match="pass teacher or teacher_logits, not both"):
-        train.train_model(nk.MLP([784, 8, 10]), x, y, teacher=nk.MLP([784, 8, 10]),
+        trainer.train_model(nk.MLP([784, 8, 10]), x, y, teacher=nk.MLP([784, 8, 10]),
                           teacher_logits=np.zeros((len(x), 10), np.float32), **kw)
 
 
@@ -314,17 +315,17 @@ def test_evaluate_errors_names_its_model_argument(tiny):
     x, y = tiny[0][:5], tiny[1][:5]
     for bad in ([nk.MLP([784, 10]), "x"], "x", []):
         with pytest.raises(TypeError, match="^model must be an MLP"):
-            train.evaluate_errors(bad, x, y)
+            nkteacher.evaluate_errors(bad, x, y)
 
 
 def test_bad_data_is_named(tiny):
     x, y, _, _ = tiny
     with pytest.raises(ValueError, match="x must have shape"):
-        train.train_model(nk.MLP([784, 8, 10]), x[:, :100], y, epochs=1, log=None)
+        trainer.train_model(nk.MLP([784, 8, 10]), x[:, :100], y, epochs=1, log=None)
     with pytest.raises(ValueError, match="y must have shape"):
-        train.train_model(nk.MLP([784, 8, 10]), x, y[:10], epochs=1, log=None)
+        trainer.train_model(nk.MLP([784, 8, 10]), x, y[:10], epochs=1, log=None)
     with pytest.raises(TypeError, match="y must hold integer"):
-        train.train_model(nk.MLP([784, 8, 10]), x, y.astype(np.float32), epochs=1, log=None)
+        trainer.train_model(nk.MLP([784, 8, 10]), x, y.astype(np.float32), epochs=1, log=None)
 
 
 # ---------------------------------------------------------------------------
@@ -339,7 +340,7 @@ def test_ensemble_soft_targets_are_the_mean_of_tempered_probabilities(T):
     teachers = [nk.MLP([784, 30, 10], seed=s) for s in range(3)]
     for t in teachers:
         t.params[-1][...] = rng.normal(0, 3, 10)  # a bias per class, so the teachers disagree
-    v = train.compute_teacher_logits(teachers, x, T, batch_size=16)
+    v = nkteacher.compute_teacher_logits(teachers, x, T, batch_size=16)
     mean_p = np.mean([nk.softmax(t.forward(x), T) for t in teachers], axis=0)
     np.testing.assert_allclose(nk.softmax(v, T), mean_p, rtol=1e-5, atol=1e-7)
 
@@ -347,13 +348,13 @@ def test_ensemble_soft_targets_are_the_mean_of_tempered_probabilities(T):
 def test_one_teacher_gives_its_own_logits():
     x = np.random.default_rng(0).random((20, 784), dtype=np.float32)
     t = nk.MLP([784, 30, 10])
-    np.testing.assert_array_equal(train.compute_teacher_logits(t, x, 20.0), t.forward(x))
+    np.testing.assert_array_equal(nkteacher.compute_teacher_logits(t, x, 20.0), t.forward(x))
 
 
 def test_ensemble_logits_survive_extreme_logits():
     v1 = np.array([[1000.0, 0.0, -1000.0]], np.float32)
     v2 = np.array([[-1000.0, 0.0, 1000.0]], np.float32)
-    v = train.ensemble_logits([v1, v2], T=1.0)
+    v = nkteacher.ensemble_logits([v1, v2], T=1.0)
     assert np.isfinite(v).all()
     np.testing.assert_allclose(nk.softmax(v), [[0.5, 0.0, 0.5]], atol=1e-6)
 
@@ -361,9 +362,9 @@ def test_ensemble_logits_survive_extreme_logits():
 def test_evaluate_errors_of_a_model_and_an_ensemble(tiny):
     x, y, _, _ = tiny
     m = nk.MLP([784, 8, 10])
-    assert train.evaluate_errors(m, x, y) == int((m.predict(x) != y).sum())
-    assert train.evaluate_errors([m, m], x, y) == train.evaluate_errors(m, x, y)
-    assert train.evaluate_errors(m, x[:0], y[:0]) == 0
+    assert nkteacher.evaluate_errors(m, x, y) == int((m.predict(x) != y).sum())
+    assert nkteacher.evaluate_errors([m, m], x, y) == nkteacher.evaluate_errors(m, x, y)
+    assert nkteacher.evaluate_errors(m, x[:0], y[:0]) == 0
 
 
 # ---------------------------------------------------------------------------
@@ -402,7 +403,7 @@ def test_cli_resume_after_interruption_gives_the_same_files(tiny_dir, tmp_path, 
     argv = ["--seed", "3", "--jitter", "1", "--teacher-dropout-hidden", "0.5", "--T", "3", "--alpha", "0.5"]
     assert train.main(_cli(tiny_dir, tmp_path / "straight", *argv, "--epochs", "3")) == 0
 
-    real = train.train_model
+    real = experiment.train_model
 
     def ctrl_c_after_epoch_2(epoch, history):
         if epoch == 2:
@@ -413,12 +414,12 @@ def test_cli_resume_after_interruption_gives_the_same_files(tiny_dir, tmp_path, 
             kwargs["callback"] = ctrl_c_after_epoch_2
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_model", interrupted)
+    monkeypatch.setattr(experiment, "train_model", interrupted)
     out = tmp_path / "resumed"
     assert train.main(_cli(tiny_dir, out, *argv, "--epochs", "3")) == 130
     assert f"--resume {out}" in capsys.readouterr().err
     assert not (out / "distilled.npz").exists() and not (out / "results.json").exists()
-    monkeypatch.setattr(train, "train_model", real)
+    monkeypatch.setattr(experiment, "train_model", real)
     assert train.main(["--resume", str(out), "--no-progress"]) == 0
     for f in ("teacher.npz", "student.npz", "distilled.npz"):
         for a, b in zip(_params(tmp_path / "straight" / f), _params(out / f)):
@@ -503,5 +504,16 @@ def test_too_large_validation_split_exits_2_naming_the_flag(tiny_dir, tmp_path, 
     assert e.value.code == 2
     assert f"argument --val: must be in [0, {N_TRAIN})" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--val"):  # run() itself, called from Python, raises
-        train.run(train.settings_from_args(train.build_parser().parse_args(
+        experiment.run(train.settings_from_args(train.build_parser().parse_args(
             _cli(tiny_dir, tmp_path, "--val", str(N_TRAIN))), None), tmp_path / "run", log=None)
+
+
+def test_names_that_moved_out_of_train_are_still_importable_from_it():
+    """nanokd.train held the loop, checkpoints, teacher logits and presets; they stay importable from there."""
+    from nanokd import presets
+    moved = {"train_model": trainer, "epoch_seeds": trainer, "TrainConfig": trainer, "evaluate_errors": nkteacher,
+             "compute_teacher_logits": nkteacher, "ensemble_logits": nkteacher, "save_checkpoint": checkpoint,
+             "load_checkpoint": checkpoint, "PRESETS": presets, "Recipe": presets, "run": experiment,
+             "format_table": experiment, "FlagError": experiment, "FILES": experiment, "ROLES": experiment}
+    for name, module in moved.items():
+        assert getattr(train, name) is getattr(module, name), name
