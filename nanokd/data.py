@@ -457,9 +457,7 @@ def jitter(x, rng, max_shift=2, out=None):
     The paper's augmentation: MNIST "jittered by up to two pixels in any
     direction".  Each example gets its own shift ``(dy, dx)``, each drawn
     uniformly from ``-max_shift .. max_shift``, fresh on every call (so every
-    epoch sees new shifts).  Vectorised: one loop over the ``(2s+1)**2``
-    possible shifts, each moving all images that drew it at once (on NumPy
-    this is about twice as fast as one gather from a zero-padded copy).
+    epoch sees new shifts): :func:`draw_shifts`, then :func:`shift_images`.
 
     Parameters
     ----------
@@ -475,23 +473,42 @@ def jitter(x, rng, max_shift=2, out=None):
     -------
     (N, 784) array, same dtype and device as ``x``.
     """
-    xp = get_array_module(x)
     if max_shift < 0:
         raise ValueError(f"max_shift must be >= 0, got {max_shift}")
     if max_shift == 0:
         return x
+    return shift_images(x, draw_shifts(rng, len(x), max_shift), max_shift, out)
+
+
+def draw_shifts(rng, n, max_shift):
+    """For each of n images, which of the ``(2 max_shift + 1)**2`` shifts it gets: an (n,) int64 array.
+
+    Shift number ``(dy + s) (2s + 1) + (dx + s)`` moves an image by dy rows
+    and dx columns (s = max_shift).  Drawn with ``rng.random``, which NumPy's
+    and CuPy's generators both have; the minimum guards against u * width
+    rounding up to width.
+    """
+    width = 2 * max_shift + 1
+    u = rng.random((2, n))
+    xp = get_array_module(u)
+    k = xp.minimum(xp.floor(u * width).astype(xp.int64), width - 1)
+    return k[0] * width + k[1]
+
+
+def shift_images(x, code, max_shift, out=None):
+    """Image i of x moved by shift number ``code[i]`` (see :func:`draw_shifts`), zeros filling in.
+
+    Vectorised: one loop over the ``(2s+1)**2`` possible shifts, each moving
+    all images that drew it at once (on NumPy this is about twice as fast as
+    one gather from a zero-padded copy).  ``out`` as in :func:`jitter`.
+    """
+    xp = get_array_module(x)
     if out is x:
         raise ValueError("jitter cannot work in place: out must not be x")
     if out is not None and (out.shape != x.shape or out.dtype != x.dtype or not out.flags.c_contiguous):
         raise ValueError(f"out must be a C-contiguous {x.shape} {x.dtype} array")
     n, s, side = len(x), max_shift, IMAGE_SIZE
     width = 2 * s + 1
-    # One uniform integer in 0 .. width-1 per example and axis.  Drawn with
-    # rng.random, which NumPy's and CuPy's generators both have; the minimum
-    # guards against u * width rounding up to width.
-    k = xp.minimum(xp.floor(rng.random((2, n)) * width).astype(xp.int64), width - 1)
-    code = k[0] * width + k[1]  # which of the width**2 shifts each example drew
-
     src = x.reshape(n, side, side)
     out = xp.zeros_like(x) if out is None else out
     dst = out.reshape(n, side, side)

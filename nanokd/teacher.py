@@ -63,12 +63,13 @@ def compute_teacher_logits(teachers, x, T=1.0, batch_size=10000):
 
     ``teachers`` is one :class:`~nanokd.mlp.MLP` or a list of them (an
     ensemble, combined at temperature T by :func:`ensemble_logits`).  x must
-    be on the teachers' device.  Returns an (N, C) float32 array there.
+    be on the teachers' device.  Returns an (N, C) array there, in the teachers' dtype
+    (float32 for training).
     """
     teachers = as_teacher_list(teachers)
     n = x.shape[0]
     xp = teachers[0].xp
-    out = xp.empty((n, teachers[0].sizes[-1]), dtype=xp.float32)
+    out = xp.empty((n, teachers[0].sizes[-1]), dtype=teachers[0].dtype)
     for i in range(0, n, batch_size):
         xb = x[i:i + batch_size]
         out[i:i + batch_size] = ensemble_logits([t.forward(xb) for t in teachers], T)

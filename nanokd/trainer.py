@@ -126,6 +126,29 @@ class TrainConfig:
         return linear_ramp(self.momentum_start, self.momentum, self.momentum_ramp, epoch)
 
 
+#: The largest lookup of shifted soft targets that train_model builds (60,000 images, 25 views, 10
+#: classes in float32 is 60 MB).
+SHIFT_CACHE_BYTES = 1 << 30
+
+
+def shifted_teacher_logits(teachers, x, max_shift, T=1.0, buffer=None):
+    """The teacher's logits of every image of x under every whole-pixel shift: ``V[k, i]`` for shift number k.
+
+    Shift numbers as in :func:`nanokd.data.draw_shifts`; ``(2 s + 1)**2`` of
+    them for ``s = max_shift``.  An ensemble is combined at T, as in
+    :func:`~nanokd.teacher.compute_teacher_logits`.  ``buffer``: an array like
+    x to shift the images into.
+    """
+    teachers = as_teacher_list(teachers)
+    xp, n = teachers[0].xp, x.shape[0]
+    width = 2 * max_shift + 1
+    out = xp.empty((width * width, n, teachers[0].sizes[-1]), dtype=teachers[0].dtype)
+    for k in range(width * width):
+        code = xp.full(n, k, dtype=xp.int64)
+        out[k] = compute_teacher_logits(teachers, nkdata.shift_images(x, code, max_shift, out=buffer), T)
+    return out
+
+
 def epoch_seeds(seed, epoch):
     """Three independent 32-bit seeds (dropout, jitter, shuffle) for epoch ``epoch`` of run ``seed``.
 
@@ -319,6 +342,7 @@ class _Run:
                 raise ValueError(f"teacher_logits must have shape ({self.n}, {model.sizes[-1]}), "
                                  f"got {self.v_all.shape}")
         self.jitter_buf = xp.empty(self.x.shape, dtype=self.x.dtype) if config.jitter else None
+        self.v_shifts = self.shifts = None  # the consistent-teaching lookup (see cache_soft_targets)
 
     def settings(self, optimizer, base_lr, custom):
         """Every setting a checkpoint must agree on (the signature's content besides the model and N)."""
@@ -332,18 +356,35 @@ class _Run:
         return out
 
     def cache_soft_targets(self):
-        """Without jitter, the teacher's logits of the whole transfer set, computed once; returns the seconds."""
-        if self.teachers is None or self.config.jitter:
+        """The teacher's logits, computed once where they can be; returns the seconds this took.
+
+        Without jitter: the logits of the whole transfer set.  With jitter the
+        student sees shifted images, and the soft targets must be the
+        teacher's logits of those very images (consistent teaching).  Shifts
+        are whole pixels, so an image has only ``(2s + 1)**2`` views: the
+        logits of every (view, image) pair are computed once, an array of
+        ``(2s + 1)**2 x N x C``, and each batch looks its targets up
+        (:meth:`soft_targets`).  Over ``SHIFT_CACHE_BYTES`` they are
+        recomputed for every batch instead; either way they are the same
+        numbers (tests/test_consistent.py).
+        """
+        if self.teachers is None:
             return 0.0
+        c, n_classes = self.config, self.model.sizes[-1]
         t0 = time.perf_counter()
-        self.v_all = compute_teacher_logits(self.teachers, self.x, self.config.T).astype(self.model.dtype,
-                                                                                          copy=False)
+        if not c.jitter:
+            self.v_all = compute_teacher_logits(self.teachers, self.x, c.T).astype(self.model.dtype, copy=False)
+        elif (2 * c.jitter + 1) ** 2 * self.n * n_classes * self.model.dtype.itemsize <= SHIFT_CACHE_BYTES:
+            self.v_shifts = shifted_teacher_logits(self.teachers, self.x, c.jitter, c.T, self.jitter_buf)
+            self.v_shifts = self.v_shifts.astype(self.model.dtype, copy=False)
         return time.perf_counter() - t0
 
     def soft_targets(self, xb, idx):
-        """The teacher's logits v of the batch xb (rows idx of the transfer set): cached, or of xb itself."""
+        """The teacher's logits v of the batch xb (rows idx of the transfer set, as the student sees them)."""
         if self.v_all is not None:
             return self.v_all[idx]
+        if self.v_shifts is not None:
+            return self.v_shifts[self.shifts[idx], idx]
         v = ensemble_logits([t.forward(xb) for t in self.teachers], self.config.T)
         return v.astype(self.model.dtype, copy=False)
 
@@ -352,7 +393,10 @@ class _Run:
         xp, c, model = self.xp, self.config, self.model
         s_dropout, s_jitter, s_shuffle = epoch_seeds(c.seed, epoch)
         model.reseed(s_dropout)
-        x = nkdata.jitter(self.x, default_rng(xp, s_jitter), c.jitter, out=self.jitter_buf) if c.jitter else self.x
+        x = self.x
+        if c.jitter:  # nkdata.jitter, keeping the shifts for the soft targets' lookup
+            self.shifts = nkdata.draw_shifts(default_rng(xp, s_jitter), self.n, c.jitter)
+            x = nkdata.shift_images(self.x, self.shifts, c.jitter, out=self.jitter_buf)
         perm = xp.asarray(np.random.default_rng(s_shuffle).permutation(self.n))
         n_batches = -(-self.n // c.batch_size)
         loss_sum = xp.zeros((), dtype=xp.float64)  # stays on the device; read every few batches
