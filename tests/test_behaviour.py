@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import nanokd as nk
-from nanokd import data, train
+from nanokd import data, experiment, train, trainer
 from test_train import N_VAL, tiny, tiny_dir  # noqa: F401  (fixtures: the tiny IDX folder and its arrays)
 
 # ---------------------------------------------------------------------------
@@ -98,17 +98,21 @@ def test_max_norm_holds_after_training_and_would_not_without_it(tiny):
         assert _column_norms(W).max() > 1.1 * c
 
 
-def test_jittered_soft_targets_are_the_teachers_logits_of_the_shifted_images(tiny, monkeypatch):
+@pytest.mark.parametrize("lookup", [False, True])
+def test_jittered_soft_targets_are_the_teachers_logits_of_the_shifted_images(tiny, monkeypatch, lookup):
     """With jitter and a teacher, each batch's soft targets are the teacher's logits of that batch's images.
 
     The student sees shifted images; the teacher must be asked about the same
     shifted images, or the targets would describe other inputs.  A spy on the
     student's forward pass records the images of each training batch, a spy on
     the loss records the logits v it was given: v must equal the teacher's
-    forward pass on those images, bit for bit (the same rows, the same net).
-    The batches are checked to hold shifted images, so that the unshifted
-    ones would give other v.
+    forward pass on those images.  Recomputed per batch, bit for bit (the
+    same rows, the same net); looked up from the shifted-logits cache, to
+    float32 rounding (the rows were computed in other batches).  The batches
+    are checked to hold shifted images, so that the unshifted ones would give
+    other v.
     """
+    monkeypatch.setattr(trainer, "SHIFT_CACHE_BYTES", 1 << 30 if lookup else 0)
     x, y, _, _ = tiny
     teacher = nk.MLP([784, 20, 10], seed=7)
     student = nk.MLP([784, 12, 10], seed=3)
@@ -121,14 +125,14 @@ def test_jittered_soft_targets_are_the_teachers_logits_of_the_shifted_images(tin
             images.append(xb.copy())
         return real_forward(xb, train=train, keep_masks=keep_masks)
 
-    real_loss = train.distillation_loss_and_grad
+    real_loss = trainer.distillation_loss_and_grad
 
     def loss_spy(z, v, yb, T, alpha, check=True):
         targets.append(v.copy())
         return real_loss(z, v, yb, T, alpha, check=check)
 
     student.forward = forward_spy
-    monkeypatch.setattr(train, "distillation_loss_and_grad", loss_spy)
+    monkeypatch.setattr(trainer, "distillation_loss_and_grad", loss_spy)
     train.train_model(student, x, y, epochs=1, batch_size=50, jitter=2, teacher=teacher, T=3.0, alpha=0.5,
                       seed=4, progress=False, log=None)
 
@@ -136,7 +140,10 @@ def test_jittered_soft_targets_are_the_teachers_logits_of_the_shifted_images(tin
     unshifted = {row.tobytes() for row in x}
     for xb, v in zip(images, targets):
         assert sum(row.tobytes() not in unshifted for row in xb) > len(xb) // 2  # most rows were moved
-        np.testing.assert_array_equal(v, teacher.forward(xb))
+        if lookup:
+            np.testing.assert_allclose(v, teacher.forward(xb), rtol=1e-5, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(v, teacher.forward(xb))
 
 
 @pytest.mark.parametrize("source", ["teacher", "teacher_logits"])
@@ -273,13 +280,13 @@ def test_baseline_and_distilled_students_start_from_the_same_weights(tiny_dir, t
     starts (``--epochs 0``: nothing is trained, only built).
     """
     starts = {}
-    real = train.train_model
+    real = experiment.train_model
 
-    def spy(model, *args, **kwargs):
-        starts[kwargs["name"]] = ([p.copy() for p in model.params], kwargs["seed"])
-        return real(model, *args, **kwargs)
+    def spy(model, x, y, config, **kwargs):
+        starts[kwargs["name"]] = ([p.copy() for p in model.params], config.seed)
+        return real(model, x, y, config, **kwargs)
 
-    monkeypatch.setattr(train, "train_model", spy)
+    monkeypatch.setattr(experiment, "train_model", spy)
     assert train.main(_cli(tiny_dir, tmp_path, "--seed", "3", "--teacher-hidden", "20", "--student-hidden", "12",
                            "--epochs", "0")) == 0
     assert set(starts) == {"teacher", "baseline", "distilled"}
