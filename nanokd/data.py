@@ -523,3 +523,27 @@ def shift_images(x, code, max_shift, out=None):
                 idx, max(-dy, 0) : side - max(dy, 0), max(-dx, 0) : side - max(dx, 0)
             ]
     return out
+
+
+def balanced_subset(y, n, seed):
+    """Indices of ``n`` examples, the same number of each class, drawn without replacement: a sorted (n,) array.
+
+    For a small training set that keeps the classes as balanced as the full
+    one (the paper's section 6 trains on 3 % of its data).  ``n`` must be a
+    multiple of the number of classes present in ``y`` (a NumPy array of
+    labels), and each class must have enough examples.  The draw depends only
+    on ``seed``, ``n`` and ``y``.
+    """
+    y = np.asarray(y)
+    classes = np.unique(y)
+    if n <= 0 or n % len(classes):
+        raise ValueError(f"n must be a positive multiple of the {len(classes)} classes, got {n}")
+    per_class = n // len(classes)
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in classes:
+        members = np.flatnonzero(y == c)
+        if len(members) < per_class:
+            raise ValueError(f"class {c} has {len(members)} examples, fewer than the {per_class} asked for")
+        picked.append(rng.choice(members, per_class, replace=False))
+    return np.sort(np.concatenate(picked))

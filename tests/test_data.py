@@ -464,3 +464,16 @@ def test_real_fashion_mnist_from_debian(monkeypatch):
     ds = data.load("fashion-mnist", download=False, verify=True)
     assert np.bincount(ds.y_train).tolist() == [6000] * 10
     assert np.bincount(ds.y_test).tolist() == [1000] * 10
+
+
+def test_balanced_subset_has_the_same_number_of_each_class_and_depends_only_on_its_seed():
+    y = np.random.default_rng(0).integers(0, 10, 2000)
+    idx = data.balanced_subset(y, 300, seed=4)
+    assert len(idx) == 300 and len(np.unique(idx)) == 300 and np.all(np.diff(idx) > 0)
+    assert np.bincount(y[idx], minlength=10).tolist() == [30] * 10
+    np.testing.assert_array_equal(idx, data.balanced_subset(y, 300, seed=4))
+    assert not np.array_equal(idx, data.balanced_subset(y, 300, seed=5))
+    with pytest.raises(ValueError, match="multiple of the 10 classes"):
+        data.balanced_subset(y, 305, seed=0)
+    with pytest.raises(ValueError, match="class 3 has"):
+        data.balanced_subset(np.r_[y[y != 3], [3]], 300, seed=0)
