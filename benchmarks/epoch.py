@@ -1,8 +1,8 @@
 """Whole-epoch times on real MNIST, and the peak memory of a whole quick-preset run.
 
-    python benchmarks/epoch.py [--device cpu|cuda] [--data-dir DIR] [--threads N] [--no-quick-run]
+    python -m benchmarks.epoch [--device cpu|cuda] [--data-dir DIR] [--threads N] [--no-quick-run]
 
-(also run by ``python benchmarks/speed.py --epoch``).
+(also run by ``python -m benchmarks.speed --epoch``).
 
 * One epoch of each of the paper's three models with ``nanokd.train.train_model``
   and the paper preset's recipes (50,000 training images after the 10,000 held
@@ -23,21 +23,17 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import nanokd as nk  # noqa: E402
-from nanokd import data as nkdata  # noqa: E402
-from nanokd import train as nktrain  # noqa: E402
-from nanokd.atomic import write_json_atomic  # noqa: E402
+import nanokd as nk
+from benchmarks.common import REPO, write_record
+from nanokd import data as nkdata
+from nanokd import train as nktrain
 
 
 def default_data_dir():
     """$NANOKD_DATA, else shared/data/mnist beside the checkout (the project's copy), else None (the cache)."""
     if os.environ.get("NANOKD_DATA"):
         return os.environ["NANOKD_DATA"]
-    for folder in (ROOT / "shared" / "data" / "mnist", ROOT.parent / "shared" / "data" / "mnist"):
+    for folder in (REPO / "shared" / "data" / "mnist", REPO.parent / "shared" / "data" / "mnist"):
         if folder.is_dir():
             return str(folder)
     return None
@@ -74,7 +70,7 @@ def epoch_times(device="cpu", data_dir=None, log=print):
 def quick_run(device="cpu", data_dir=None, threads=None, log=print):
     """Run the quick preset end to end in a child process; its wall time and peak RSS."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")  # the child's nanokd is this checkout's
     if threads:
         env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryDirectory() as out:
@@ -113,7 +109,7 @@ def run_all(threads=None, device="cpu", data_dir=None, quick=True, log=print):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.epoch", description=__doc__.split("\n")[0])
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--data-dir", default=None, help="MNIST folder (default: $NANOKD_DATA or shared/data/mnist)")
     ap.add_argument("--threads", type=int, default=None, help="BLAS threads (default: the library's default)")
@@ -127,7 +123,7 @@ def main(argv=None):
         limiter = threadpool_limits(limits=args.threads, user_api="blas")  # noqa: F841
     record = run_all(args.threads, args.device, args.data_dir, not args.no_quick_run)
     if args.json:
-        write_json_atomic(args.json, record)
+        write_record(args.json, record)
     return 0
 
 

@@ -1,19 +1,21 @@
 """One prepared command for a CUDA machine: nanokd on CuPy, checked, timed against torch-CUDA, and trained.
 
-    python benchmarks/gpu_check.py --json gpu_check.json [--data-dir DIR] [--budget 280]
-    python benchmarks/gpu_check.py --device cpu       # the same script on the CPU, CUDA timings left out
+    python -m benchmarks.gpu_check --json gpu_check.json [--data-dir DIR] [--budget 280]
+    python -m benchmarks.gpu_check --device cpu       # the same script on the CPU, CUDA timings left out
+
+(from the repository root, or with it on PYTHONPATH).
 
 Sections, each wrapped so that a failure prints its traceback and the next
 section still runs; the JSON record is rewritten after every section:
 
-1. ``reference``  benchmarks/reference.py with nanokd on CuPy (float64 and
+1. ``reference``  :mod:`benchmarks.reference` with nanokd on CuPy (float64 and
    float32) against PyTorch autograd in float64 on the host.
-2. ``steps``      the three training steps of benchmarks/steps.py (teacher,
+2. ``steps``      the three training steps of :mod:`benchmarks.steps` (teacher,
    student, distillation) at batch 128 and 1024: nanokd on CuPy (with the
    fused kernels of nanokd/fused.py, and without them) against torch on CUDA,
    float32 (TF32 off in both: CuPy's default, and torch's for matmul),
    alternating, medians of the ms/step of blocks of steps bracketed by device
-   synchronisations.  Skipped on the CPU (``speed.py`` is the CPU benchmark).
+   synchronisations.  Skipped on the CPU (:mod:`benchmarks.speed` is the CPU benchmark).
 3. ``no_sync``    the body of nanokd.train's batch loop (index, gather, forward,
    loss into a device accumulator, gradient, backward, SGD step, max-norm) run
    for 8 batches (few enough that their launches fit in the device's queue)
@@ -23,7 +25,7 @@ section still runs; the JSON record is rewritten after every section:
    synchronisation (and no blocking host-to-device copy) inside the loop.
 4. ``train``      ``python -m nanokd.train --preset quick --device cuda`` (the
    whole experiment, in this process) and its table.
-5. ``cpu_speed``  if time is left: benchmarks/speed.py on this machine's CPU
+5. ``cpu_speed``  if time is left: :mod:`benchmarks.speed` on this machine's CPU
    (1 and 2 BLAS threads), whose cores are usually quieter than a laptop's.
 
 Everything it measures is printed as it goes; the whole run is meant to stay
@@ -43,16 +45,12 @@ import time
 import traceback
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import steps  # noqa: E402  (puts the checkout on sys.path)
-
-import nanokd as nk  # noqa: E402
-from nanokd import fused  # noqa: E402
-from nanokd.atomic import write_json_atomic  # noqa: E402
+import nanokd as nk
+from benchmarks import steps
+from benchmarks.common import REPO, write_record
+from nanokd import fused
 
 T0 = time.perf_counter()
 
@@ -103,8 +101,9 @@ def environment(xp):
 
 
 def section_reference(xp, quick):
-    import reference
     import torch
+
+    from benchmarks import reference
 
     torch.set_num_threads(1)  # tiny tensors
     n_cases, n_mlp = (60, 3) if quick else (200, 6)
@@ -384,7 +383,8 @@ def section_train(device, data_dir, out_dir, extra):
 
 
 def section_cpu_speed(rounds, deadline):
-    """speed.py in a child process per thread count (BLAS threads set by environment, threadpoolctl or not)."""
+    """benchmarks.speed in a child process per thread count (BLAS threads set by environment, threadpoolctl or
+    not)."""
     import subprocess
 
     out = {}
@@ -394,15 +394,15 @@ def section_cpu_speed(rounds, deadline):
         timeout = deadline - elapsed()
         if timeout < 30:
             out[f"threads_{threads}"] = {"skipped": f"{timeout:.0f} s of the budget left"}
-            say(f"speed.py --threads {threads}: skipped, {timeout:.0f} s of the budget left")
+            say(f"benchmarks.speed --threads {threads}: skipped, {timeout:.0f} s of the budget left")
             continue
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "speed.json"
-            cmd = [sys.executable, str(HERE / "speed.py"), "--threads", str(threads), "--rounds", str(rounds),
+            cmd = [sys.executable, "-m", "benchmarks.speed", "--threads", str(threads), "--rounds", str(rounds),
                    "--json", str(path)]
-            say("python benchmarks/speed.py " + " ".join(cmd[2:-2]))
-            try:
-                proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+            say("python " + " ".join(cmd[1:-2]))
+            try:  # from the repository root, where `benchmarks` (and this checkout's nanokd) is found
+                proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
             except subprocess.TimeoutExpired:
                 out[f"threads_{threads}"] = {"error": f"timed out after {timeout:.0f} s (the budget)"}
                 say(f"  timed out after {timeout:.0f} s (the budget)")
@@ -414,7 +414,7 @@ def section_cpu_speed(rounds, deadline):
                 continue
             out[f"threads_{threads}"] = json.loads(path.read_text())
     if not any("rows" in v for v in out.values()):
-        raise RuntimeError(f"no speed.py run finished: {out}")
+        raise RuntimeError(f"no benchmarks.speed run finished: {out}")
     return out
 
 
@@ -422,7 +422,7 @@ def section_cpu_speed(rounds, deadline):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.split("\n")[0])
     ap.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                     help="cuda (default when CuPy sees a GPU) or cpu (everything but the CUDA timings)")
     ap.add_argument("--json", metavar="PATH", default=None, help="write the record here (after every section)")
@@ -445,7 +445,7 @@ def main(argv=None):
 
     def save():
         if args.json:
-            write_json_atomic(args.json, record, default=str)
+            write_record(args.json, record, default=str)
 
     def section(name, need_seconds, fn, *a):
         left = args.budget - elapsed()
@@ -481,7 +481,7 @@ def main(argv=None):
 
     batches = [int(b) for b in args.batches.split(",") if b]
     if args.data_dir is None:
-        import epoch
+        from benchmarks import epoch
 
         args.data_dir = epoch.default_data_dir()
     section("reference", 20, section_reference, xp, device != "cuda")
@@ -491,7 +491,7 @@ def main(argv=None):
     else:
         for name in ("steps", "no_sync"):
             record["sections"][name] = {"status": "skipped", "why": "CUDA timings: no GPU (device cpu)"}
-            say(f"\n===== {name}: skipped on the CPU (no CUDA); benchmarks/speed.py times the CPU")
+            say(f"\n===== {name}: skipped on the CPU (no CUDA); benchmarks.speed times the CPU")
     with tempfile.TemporaryDirectory() as out_dir:
         extra = args.train_args.split() if args.train_args is not None else ([] if device == "cuda" else
                                                                             ["--epochs", "1"])

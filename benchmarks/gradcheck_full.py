@@ -1,6 +1,6 @@
 """Float64 finite-difference checks of every element: distillation_loss_grad and a 784-30-30-10 MLP.
 
-    python benchmarks/gradcheck_full.py
+    python -m benchmarks.gradcheck_full
 
 Prints the worst error (relative to the largest gradient entry of each input) over
 every element, with the four-point central stencil of nk.gradcheck.

@@ -1,8 +1,8 @@
 """nanokd's losses and MLP gradients against PyTorch autograd.
 
-    python benchmarks/reference.py                 # NumPy, float64 and float32
-    python benchmarks/reference.py --device cuda   # nanokd on CuPy (PyTorch stays on the CPU, float64)
-    python benchmarks/reference.py --json benchmarks/results/reference.json
+    python -m benchmarks.reference                 # NumPy, float64 and float32
+    python -m benchmarks.reference --device cuda   # nanokd on CuPy (PyTorch stays on the CPU, float64)
+    python -m benchmarks.reference --json benchmarks/results/reference.json
 
 For random batch sizes, class counts, temperatures (0.5 to 50, log-uniform),
 alphas and logit scales, every loss of nanokd and its gradient with respect
@@ -25,22 +25,17 @@ itself).  The worst over all cases is reported per quantity, against the
 targets 1e-9 (float64) and 1e-5 (float32).
 
 The checks are functions of the array module ``xp`` and the dtype, used by
-this script, by ``gpu_check.py`` (xp = cupy) and by tests/test_reference_torch.py.
+this script, by :mod:`benchmarks.gpu_check` (xp = cupy) and by tests/test_reference_torch.py.
 """
 
 import argparse
 import math
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import nanokd as nk  # noqa: E402
-from nanokd.atomic import write_json_atomic  # noqa: E402
+import nanokd as nk
+from benchmarks.common import write_record
 
 TARGETS = {"float64": 1e-9, "float32": 1e-5}
 
@@ -240,7 +235,7 @@ def run(xp=np, dtypes=("float64", "float32"), n_loss_cases=200, n_mlp_cases=6, s
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.reference", description=__doc__.split("\n")[0])
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where nanokd runs (default cpu)")
     ap.add_argument("--cases", type=int, default=200, help="random loss cases per dtype (default 200)")
     ap.add_argument("--mlp-cases", type=int, default=6, help="random MLPs per dtype (default 6)")
@@ -250,7 +245,7 @@ def main(argv=None):
     try:
         import torch
     except ImportError:
-        print("reference.py needs PyTorch: pip install nanokd[bench]  (torch==2.13.0)", file=sys.stderr)
+        print("benchmarks.reference needs PyTorch: pip install nanokd[bench]  (torch==2.13.0)", file=sys.stderr)
         return 2
     torch.set_num_threads(1)
     xp = nk.get_xp(args.device)
@@ -266,8 +261,7 @@ def main(argv=None):
     else:
         print("\nSOME ERRORS ABOVE TARGET")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(args.json, results)
+        write_record(args.json, results)
         print(f"wrote {args.json}")
     return 0 if results["ok"] else 1
 

@@ -1,11 +1,11 @@
 """Time a full training step of nanokd against PyTorch on the CPU, and against the machine's sgemm ceiling.
 
-    python benchmarks/speed.py                  # the table of issue 4
-    python benchmarks/speed.py --json benchmarks/results/speed.json
-    python benchmarks/speed.py --baseline /tmp/old   # also time the nanokd package in /tmp/old/nanokd
-    python benchmarks/speed.py --epoch          # also a full MNIST epoch per model and a quick run's peak memory
+    python -m benchmarks.speed                  # the table of issue 4
+    python -m benchmarks.speed --json benchmarks/results/speed.json
+    python -m benchmarks.speed --baseline /tmp/old   # also time the nanokd package in /tmp/old/nanokd
+    python -m benchmarks.speed --epoch          # also a full MNIST epoch per model and a quick run's peak memory
 
-For every case of :mod:`steps` (teacher at batch 128 and 256, baseline
+For every case of :mod:`benchmarks.steps` (teacher at batch 128 and 256, baseline
 student and distillation step at batch 128) it builds the nanokd step and the
 PyTorch step on identical shapes, float32, the same number of BLAS threads,
 warms both up, and then runs ``--rounds`` rounds.  In each round it times
@@ -27,48 +27,18 @@ holds the share of the CPUs that other processes took during the run.
 """
 
 import argparse
-import datetime
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import steps  # noqa: E402
-
-from nanokd.atomic import write_json_atomic  # noqa: E402
+from benchmarks import steps
+from benchmarks.common import command_line, machine, now, write_record
 
 DEFAULT_CASES = [("teacher", 128), ("teacher", 256), ("student", 128), ("distill", 128)]
-
-
-def machine_info(threads):
-    """BLAS library, kernel, thread count and CPU model, for the record."""
-    info = {"python": platform.python_version(), "numpy": np.__version__, "threads": threads,
-            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
-            "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"), "cpu": platform.processor()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-        info["cpus"] = os.cpu_count()
-    except OSError:
-        pass
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["threadpools"] = [{k: p.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "prefix")}
-                               for p in threadpool_info()]
-    except ImportError:
-        info["threadpools"] = "threadpoolctl not installed"
-    return info
 
 
 def gemm_ceiling_fn(sizes, N, seed=0):
@@ -233,7 +203,7 @@ def print_table(rows, info):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1,
                     help="BLAS threads for NumPy, and torch.set_num_threads, alike (default 1; 0: NumPy's BLAS "
                          "default). On a machine whose cores other jobs share, a 2-thread BLAS stalls whenever one "
@@ -266,7 +236,9 @@ def main(argv=None):
               f"(set OPENBLAS_NUM_THREADS instead)", file=sys.stderr)
 
     torch_ok = not args.no_torch
-    info = machine_info(threads)
+    info = machine()  # CPU model, BLAS library, kernel and threads (after the limit above)
+    info["threads"] = threads
+    info["cpus"] = info["cpu_count"]  # what the speed records called it before benchmarks.common
     info["threads_limited_by_threadpoolctl"] = limiter is not None
     if torch_ok:
         try:
@@ -293,16 +265,14 @@ def main(argv=None):
     info["load"] = load.stop()
     print_table(rows, info)
 
-    record = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "command": "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
-              "machine": info, "rows": rows, "rounds": args.rounds, "steps_per_round": args.steps}
+    record = {"date": now(), "command": command_line("benchmarks.speed", argv), "machine": info, "rows": rows,
+              "rounds": args.rounds, "steps_per_round": args.steps}
     if args.epoch:
-        import epoch
+        from benchmarks import epoch
 
         record["epoch"] = epoch.run_all(threads)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(args.json, record)
+        write_record(args.json, record)
         print(f"# wrote {args.json}")
     return record
 

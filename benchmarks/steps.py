@@ -16,19 +16,15 @@ distill    784-800-800-10          ``distillation_loss`` at T = 20 against
 All three use SGD with momentum 0.9.  nanokd runs on NumPy or CuPy
 (``device="cpu" | "cuda"``), PyTorch on its CPU or CUDA backend; both start
 from the same weights and see the same batch.  Nothing here times anything:
-:mod:`speed` and :mod:`gpu_check` do.
+:mod:`benchmarks.speed` and :mod:`benchmarks.gpu_check` do.
 """
 
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import nanokd as nk  # noqa: E402
+import nanokd as nk
 
 CASES = {
     #  name      sizes                   dropout (input, hidden)  distill?

@@ -7,12 +7,12 @@ autograd, ``torch.optim.SGD`` and ``F.kl_div``, nothing of nanokd's training
 path.  nanokd only reads MNIST and the teacher's saved weights; the teacher's
 logits are computed again here, by a PyTorch copy of the teacher.
 
-The recipe is the table's (``paper_mnist.py table``): 784-800-800-10 ReLU, no
-dropout, batch 100, SGD with momentum 0.5 -> 0.9 over the first 2 epochs,
-lr 0.05 x 0.97^epoch for 60 epochs; the distilled student minimises
-alpha T^2 KL(p || q) + (1 - alpha) CE at T = 20, alpha = 1::
+The recipe is the table's (``python -m benchmarks.paper_mnist table``):
+784-800-800-10 ReLU, no dropout, batch 100, SGD with momentum 0.5 -> 0.9 over
+the first 2 epochs, lr 0.05 x 0.97^epoch for 60 epochs; the distilled student
+minimises alpha T^2 KL(p || q) + (1 - alpha) CE at T = 20, alpha = 1::
 
-    python benchmarks/torch_student.py --teacher teacher.npz --seeds 1 2 3 --json torch_student.json
+    python -m benchmarks.torch_student --teacher teacher.npz --seeds 1 2 3 --json torch_student.json
 
 ``--init nanokd`` (the default) starts each student from nanokd's initial
 weights for its seed and feeds it nanokd's shuffles, so the two runs differ
@@ -27,23 +27,17 @@ import argparse
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from nanokd import data as nkdata  # noqa: E402
-from nanokd.mlp import MLP  # noqa: E402
-from nanokd.optim import exponential_decay, linear_ramp  # noqa: E402
-from nanokd.train import epoch_seeds  # noqa: E402
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-from paper_mnist import command_line, git_commit, machine, now, write_json_atomic  # noqa: E402
+from benchmarks.common import command_line, git_commit, machine, now, write_record
+from nanokd import data as nkdata
+from nanokd.backend import to_numpy
+from nanokd.mlp import MLP
+from nanokd.optim import exponential_decay, linear_ramp
+from nanokd.train import compute_teacher_logits, epoch_seeds
 
 INITS = ("nanokd", "torch")
 
@@ -147,8 +141,9 @@ def errors(net, x, y):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--teacher", required=True, help="a teacher saved by nanokd (paper_mnist.py --save-teacher)")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.torch_student", description=__doc__.split("\n\n")[0])
+    p.add_argument("--teacher", required=True,
+                   help="a teacher saved by nanokd (python -m benchmarks.paper_mnist --save-teacher)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
     p.add_argument("--models", nargs="+", choices=("baseline", "distilled"), default=["distilled"])
     p.add_argument("--init", choices=INITS, default="nanokd",
@@ -172,9 +167,10 @@ def main(argv=None):
     y, y_test = (torch.from_numpy(a.astype(np.int64)) for a in (ds.y_train, ds.y_test))
     teacher = load_teacher(args.teacher)
     v = logits(teacher, x)
-    v_nanokd = np.asarray(MLP.load(args.teacher).forward(nkdata.to_float(ds.x_train[:1000])))
+    v_nanokd = to_numpy(compute_teacher_logits(MLP.load(args.teacher), nkdata.to_float(ds.x_train[:1000])))
     rec = {"what": "the table's students trained by PyTorch autograd (torch.nn, torch.optim.SGD, F.kl_div)",
-           "command": command_line(), "date": now(), "git_commit": git_commit(), "machine": machine(),
+           "command": command_line("benchmarks.torch_student"), "date": now(), "git_commit": git_commit(),
+           "machine": machine(),
            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "teacher": args.teacher,
            "teacher_test_errors": errors(teacher, x_test, y_test),
            "teacher_logits_max_abs_diff_vs_nanokd": float(np.abs(v[:1000].numpy() - v_nanokd).max()),
@@ -197,7 +193,7 @@ def main(argv=None):
                   f"{entry['seconds'][-1]:.0f} s", flush=True)
             if args.json:  # after every student, so a long run leaves its finished students behind
                 rec["complete"] = name == args.models[-1] and seed == args.seeds[-1]
-                write_json_atomic(Path(args.json), rec)
+                write_record(args.json, rec)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Smoke test of benchmarks/paper_mnist.py on tiny generated MNIST-format files (a few seconds).
+"""Smoke test of ``python -m benchmarks.paper_mnist`` on tiny generated MNIST-format files (a few seconds).
 
 The script's numbers are not checked, only that every subcommand runs end to end
 through the library and writes the records the write-up is built on: a
@@ -7,29 +7,14 @@ model's ``test_errors`` list with one count per seed.
 """
 
 import gzip
-import importlib.util
-import itertools
 import json
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_mnist.py"
-
-
-@pytest.fixture(scope="module")
-def paper_mnist():
-    return load_script("paper_mnist")
-
-
-def load_script(name):
-    """A benchmarks/ script as a module (the scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(name, SCRIPT.with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import paper_experiments, paper_mnist, paper_report
+from benchmarks.common import RESULTS
 
 
 def write_tiny_mnist(folder, n_train=400, n_test=150, seed=0):
@@ -58,7 +43,7 @@ def table_teacher_errors(out):
     return json.loads((out / "paper_table.json").read_text())["models"]["teacher"]["test_errors"]
 
 
-def test_all_then_reuse_the_teacher(paper_mnist, tmp_path, capsys):
+def test_all_then_reuse_the_teacher(tmp_path, capsys):
     data = write_tiny_mnist(tmp_path / "mnist")
     out, teacher = tmp_path / "results", tmp_path / "teacher.npz"
     common = ["--data-dir", str(data), "--out", str(out), *TINY]
@@ -67,7 +52,7 @@ def test_all_then_reuse_the_teacher(paper_mnist, tmp_path, capsys):
     assert teacher.is_file() and teacher.with_suffix(".json").is_file()
     for name in ("table", "sweep", "omit3", "only78", "all"):
         rec = json.loads((out / f"paper_{name}.json").read_text())
-        assert rec["device"] == "cpu" and rec["command"].startswith("python ")
+        assert rec["device"] == "cpu" and rec["command"].startswith("python -m benchmarks.paper_mnist ")
         if name != "all":
             assert rec["teacher"]["test_errors"] == table_teacher_errors(out)  # every record names its teacher
         for entry in rec.get("models", {}).values():
@@ -96,56 +81,40 @@ def test_all_then_reuse_the_teacher(paper_mnist, tmp_path, capsys):
     assert again["models"]["student"]["test_errors"] == omit3["test_errors"][:1]  # seed 1 again: same run
 
 
-def test_choose_shift_uses_only_the_given_labels(paper_mnist):
+def test_choose_shift_uses_only_the_given_labels():
     # class 3 is under-predicted by 2 logit units: the best shift on these labels is about +2
     rng = np.random.default_rng(0)
     y = rng.integers(0, 10, 500)
     z = rng.normal(0, 0.3, (500, 10))
     z[np.arange(500), y] += 1.0
     z[:, 3] -= 2.0
-    shift, curve = paper_mnist.choose_shift(z, y, (3,), np.arange(0, 5.01, 0.25), +1)
+    shift, curve = paper_experiments.choose_shift(z, y, (3,), np.arange(0, 5.01, 0.25), +1)
     assert 1.0 <= shift <= 3.0
-    assert min(curve) == paper_mnist.shifted_errors(z, y, (3,), shift)[0]
+    assert min(curve) == paper_experiments.shifted_errors(z, y, (3,), shift)[0]
     assert curve[0] > min(curve)
 
 
-def test_teacher_budget_stops_at_an_epoch_boundary(paper_mnist, tmp_path):
+def test_teacher_budget_stops_at_an_epoch_boundary(tmp_path):
     rng = np.random.default_rng(0)
     x, y = rng.random((200, 784), dtype=np.float32), rng.integers(0, 10, 200)
     args = paper_mnist.build_parser().parse_args(["teacher", "--teacher-hidden", "20", "20", "--teacher-epochs", "50"])
-    model, info = paper_mnist.fit(paper_mnist.teacher_recipe(args), x, y, seed=0, device="cpu", name="t",
-                                  budget_s=1e-9, log=None)
+    recipe = paper_experiments.teacher_recipe(args)
+    model, info = paper_experiments.fit(recipe, x, y, seed=0, device="cpu", name="t", budget_s=1e-9, log=None)
     assert info["stopped_by_budget"] and info["epochs_run"] == 1 and info["epochs_planned"] == 50
 
 
-def test_student_lr_decay_is_per_60000_images(paper_mnist):
+def test_student_lr_decay_is_per_60000_images():
     args = paper_mnist.build_parser().parse_args(["table", "--student-lr-decay", "0.9"])
-    full = paper_mnist.student_recipe(args, (800, 800), 30)
-    small = paper_mnist.student_recipe(args, (800, 800), 150, n_images=12000)
+    full = paper_experiments.student_recipe(args, (800, 800), 30)
+    small = paper_experiments.student_recipe(args, (800, 800), 150, n_images=12000)
     assert full.lr_decay == 0.9
     assert small.lr_decay == pytest.approx(0.9 ** 0.2)
     assert small.lr_decay ** 150 == pytest.approx(full.lr_decay ** 30)  # same lr after the same number of images
-    sweep = paper_mnist.student_recipe(args, (300, 300), 20, lr_decay=0.8)  # the sweep's own --sweep-lr-decay
+    sweep = paper_experiments.student_recipe(args, (300, 300), 20, lr_decay=0.8)  # the sweep's own --sweep-lr-decay
     assert sweep.lr_decay == 0.8 and sweep.hidden == (300, 300)
 
 
-def test_student_val_script_records_a_curve_per_role(tmp_path):
-    module = load_script("paper_student_val")
-    data = write_tiny_mnist(tmp_path / "mnist")
-    teacher = tmp_path / "teacher.npz"
-    import nanokd as nk
-    nk.MLP([784, 30, 10], seed=0).save(teacher)
-    out = tmp_path / "val.json"
-    module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20", "20",
-                 "--schedule", "0.05:0.9:3", "--schedule", "0.1:0.8:2", "--val", "100", "--json", str(out)])
-    rec = json.loads(out.read_text())
-    assert [(r["role"], r["epochs"]) for r in rec["runs"]] == [("baseline", 3), ("distilled", 3),
-                                                               ("baseline", 2), ("distilled", 2)]
-    assert all(len(r["val_errors"]) == r["epochs"] and all(0 <= e <= 100 for e in r["val_errors"])
-               for r in rec["runs"])
-
-
-def test_teacher_checkpoint_lets_a_long_teacher_span_several_runs(paper_mnist, tmp_path, capsys, monkeypatch):
+def test_teacher_checkpoint_lets_a_long_teacher_span_several_runs(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "7")  # only read back into the record: OpenBLAS is already loaded
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     data = write_tiny_mnist(tmp_path / "mnist")
@@ -177,7 +146,7 @@ def test_teacher_checkpoint_lets_a_long_teacher_span_several_runs(paper_mnist, t
     assert info["machine"]["blas_threads_env"] == {"OPENBLAS_NUM_THREADS": "7", "OMP_NUM_THREADS": None}
 
 
-def test_all_in_two_processes_writes_the_same_records(paper_mnist, tmp_path, capsys):
+def test_all_in_two_processes_writes_the_same_records(tmp_path, capsys):
     """``all --jobs 2`` forks workers for the student experiments; every student's test errors match ``--jobs 1``."""
     data = write_tiny_mnist(tmp_path / "mnist")
     teacher = tmp_path / "teacher.npz"
@@ -196,20 +165,20 @@ def test_all_in_two_processes_writes_the_same_records(paper_mnist, tmp_path, cap
     assert e.value.code == 2 and "argument --jobs: must be >= 1" in capsys.readouterr().err
 
 
-def test_all_in_two_processes_stops_when_a_worker_fails(paper_mnist, tmp_path, monkeypatch):
+def test_all_in_two_processes_stops_when_a_worker_fails(tmp_path, monkeypatch):
     data = write_tiny_mnist(tmp_path / "mnist")
 
     def broken(ctx):
         raise RuntimeError("this experiment fails")
 
-    monkeypatch.setitem(paper_mnist._EXPERIMENT_FNS, "omit3", broken)
+    monkeypatch.setitem(paper_experiments.EXPERIMENT_FNS, "omit3", broken)
     with pytest.raises(SystemExit, match="a worker failed"):
         paper_mnist.main(["all", "--jobs", "2", "--skip", "table", "sweep", "--data-dir", str(data),
                           "--out", str(tmp_path / "out"), "--save-teacher", "", *TINY])
     assert not (tmp_path / "out" / "paper_all.json").exists()
 
 
-def test_a_worker_waits_for_experiments_that_reach_its_queue_late(paper_mnist, monkeypatch):
+def test_a_worker_waits_for_experiments_that_reach_its_queue_late(monkeypatch):
     """A worker stops at its None, not at a queue that is empty for a moment.
 
     A multiprocessing queue is filled by a background thread; on a busy machine
@@ -222,9 +191,9 @@ def test_a_worker_waits_for_experiments_that_reach_its_queue_late(paper_mnist, m
 
     ran = []
     for name in ("table", "omit3"):
-        monkeypatch.setitem(paper_mnist._EXPERIMENT_FNS, name, lambda ctx, name=name: ran.append(name))
+        monkeypatch.setitem(paper_experiments.EXPERIMENT_FNS, name, lambda ctx, name=name: ran.append(name))
     todo, done = queue.Queue(), queue.Queue()  # the same get / put as the processes' queues
-    worker = threading.Thread(target=paper_mnist._worker, args=(None, todo, done))
+    worker = threading.Thread(target=paper_experiments._worker, args=(None, todo, done))
     worker.start()
     time.sleep(0.2)  # the queue is empty meanwhile
     for item in ("table", "omit3", None):
@@ -234,7 +203,7 @@ def test_a_worker_waits_for_experiments_that_reach_its_queue_late(paper_mnist, m
     assert [done.get_nowait()[0] for _ in ran] == ["table", "omit3"] and done.empty()
 
 
-def test_report_reads_the_committed_records(paper_mnist, capsys):
+def test_report_reads_the_committed_records(capsys):
     """RESULTS.md's tables are printed from benchmarks/results; the older records in teacher126/ predate the
     sweep's hard-label column, and their table is printed without it."""
     assert paper_mnist.main(["report"]) == 0
@@ -242,150 +211,9 @@ def test_report_reads_the_committed_records(paper_mnist, capsys):
     for name in ("table", "sweep", "omit3", "only78"):
         assert f"**{name}**" in md
     assert "| units per layer | hard labels | T = 1 |" in md
-    assert paper_mnist.main(["report", "--out", str(SCRIPT.parent / "results" / "teacher126")]) == 0
+    assert paper_mnist.main(["report", "--out", str(RESULTS / "teacher126")]) == 0
     old = capsys.readouterr().out
     assert "**sweep**" in old and "| units per layer | T = 1 |" in old
-
-
-@pytest.fixture
-def student_fit(tmp_path):
-    """Run paper_student_fit.py on tiny data with a 784-30-10 teacher and 20x20 students: flags -> its record."""
-    module = load_script("paper_student_fit")
-    data = write_tiny_mnist(tmp_path / "mnist")
-    teacher = tmp_path / "teacher.npz"
-    import nanokd as nk
-    nk.MLP([784, 30, 10], seed=0).save(teacher)
-    runs = itertools.count()  # one record file per run
-
-    def run(*flags):
-        out = tmp_path / f"fit{next(runs)}.json"
-        assert module.main(["--data-dir", str(data), "--no-verify", "--teacher", str(teacher), "--hidden", "20", "20",
-                            "--json", str(out), *flags]) == 0
-        return json.loads(out.read_text())
-    run.module, run.teacher = module, teacher
-    return run
-
-
-def test_student_fit_script_compares_student_and_teacher_every_epoch(student_fit):
-    rec = student_fit("--schedule", "0.05:0.9:3", "--schedule", "0.1:0.8:2")
-    assert [(r["epochs"], len(r["curve"])) for r in rec["runs"]] == [(3, 3), (2, 2)]
-    first = rec["runs"][0]["curve"]
-    assert [row["epoch"] for row in first] == [1, 2, 3]
-    assert [row["lr"] for row in first] == pytest.approx([0.05, 0.045, 0.0405])
-    for name, n in (("transfer", 400), ("test", 150)):
-        for row in first:
-            s = row[name]
-            assert s["kd"] >= 0 and s["rms"] >= 0 and 0 <= s["disagree"] <= n and 0 <= s["errors"] <= n
-        assert len({row[name]["teacher_errors"] for row in first}) == 1  # the teacher does not change
-    rec2 = student_fit("--schedule", "0.05:0.9:2", "--jitter", "2")
-    assert rec2["jitter"] == 2 and rec["jitter"] == 0
-    # same seed and schedule: the first epoch's training loss differs only because the images were shifted
-    assert rec2["runs"][0]["curve"][0]["loss"] != rec["runs"][0]["curve"][0]["loss"]
-
-
-def test_fit_stats_on_hand_made_logits():
-    module = load_script("paper_student_fit")
-    v = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 3.0]])
-    y = np.array([0, 1])
-    same = module.fit_stats(v + 5.0, v, y, 20.0)  # a shift of all logits changes no softmax
-    assert same == {"kd": 0.0, "rms": 0.0, "disagree": 0, "errors": 1, "teacher_errors": 1}
-    z = np.array([[0.0, 2.0, 0.0], [0.0, 1.0, 3.0]])  # first row: classes 0 and 1 swapped
-    s = module.fit_stats(z, v, y, 1.0)
-    # centred differences: row 0 is (-2, 2, 0), row 1 is 0: rms = sqrt(8 / 6)
-    assert s["rms"] == pytest.approx((8 / 6) ** 0.5, abs=1e-4)
-    assert s["disagree"] == 1 and s["errors"] == 2 and s["teacher_errors"] == 1
-    # KL of row 0 at T = 1: p = softmax(2,0,0), q = softmax(0,2,0); row 1 adds 0; mean over N = 2
-    p = np.exp([2.0, 0, 0]) / np.exp([2.0, 0, 0]).sum()
-    q = p[[1, 0, 2]]
-    assert s["kd"] == pytest.approx(float((p * np.log(p / q)).sum()) / 2, abs=1e-5)
-
-
-def test_student_fit_script_averages_the_weights_from_an_epoch_on(student_fit):
-    rec = student_fit("--schedule", "0.05:0.9:4", "--average-from", "2", "--batch-size", "50", "--init-std", "0.01")
-    assert rec["batch_size"] == 50 and rec["average_from"] == 2 and rec["init_std"] == 0.01
-    curve = rec["runs"][0]["curve"]
-    assert ["averaged" in row for row in curve] == [False, True, True, True]
-    # a mean of one epoch's weights is those weights; later means differ from the last weights
-    assert curve[1]["averaged"] == {"transfer": curve[1]["transfer"], "test": curve[1]["test"]}
-    assert curve[3]["averaged"]["transfer"]["kd"] != curve[3]["transfer"]["kd"]
-
-
-def test_student_fit_options_reach_the_training_loop(student_fit):
-    """Each of --center-inputs, --init-std and --batch-size changes the first epoch's training loss."""
-    def first_loss(*flags):
-        return student_fit("--schedule", "0.05:0.9:1", *flags)["runs"][0]["curve"][0]["loss"]
-    plain = first_loss()
-    assert first_loss("--center-inputs") != plain  # the student sees other pixels, the teacher the same
-    small_init = first_loss("--init-std", "0.01")
-    assert small_init != plain  # He's initial weights against N(0, 0.01^2)
-    assert first_loss("--init-std", "0.01", "--batch-size", "50") != small_init
-    with pytest.raises(SystemExit):
-        student_fit.module.main(["--teacher", str(student_fit.teacher), "--schedule", "0.05:0.9:1",
-                                 "--center-inputs", "--jitter", "2"])
-
-
-def test_teacher_logit_stats_on_hand_made_logits():
-    module = load_script("teacher_logits")
-    v = np.array([[3.0, 1.0, -1.0], [0.0, 2.0, 4.0]])
-    y = np.array([0, 1])
-    s = module.logit_stats(v, y)
-    assert s["n"] == 2 and s["errors"] == 1  # row 1 says class 2
-    # centred rows (2, 0, -2) and (-2, 0, 2): every entry is 0 or +-2, so rms = sqrt(16 / 6)
-    assert s["rms"] == pytest.approx((16 / 6) ** 0.5)
-    assert s["margin"] == pytest.approx(((3 - 1) + (2 - 4)) / 2)  # true class over the best wrong one
-    assert s["wrong_spread"] == pytest.approx((1.0 + 2.0) / 2)  # std of (1, -1) and of (0, 4)
-    lse = np.log(np.exp(v).sum(axis=1))
-    assert s["nll"] == pytest.approx(float(((lse[0] - 3.0) + (lse[1] - 2.0)) / 2))
-    assert module.logit_stats(v + 7.0, y) == pytest.approx(s)  # a shift of every logit changes nothing
-    with pytest.raises(ValueError, match="shape"):
-        module.logit_stats(v, np.array([0]))
-
-
-def test_linear_extrapolation_of_linear_and_of_unrelated_logits():
-    module = load_script("teacher_logits")
-    rng = np.random.default_rng(0)
-    x_fit, x_new = rng.random((400, 12)), rng.random((300, 12))
-    A, b = rng.normal(size=(12, 5)), rng.normal(size=5)
-    row_offset = lambda n: rng.normal(size=(n, 1)) * 5  # noqa: E731  (a softmax ignores it; so must the R^2)
-    linear = module.linear_extrapolation(x_fit, x_fit @ A + b + row_offset(400), x_new, x_new @ A + b + row_offset(300),
-                                         ridge=1e-9)
-    assert linear["fit"] == pytest.approx(1.0, abs=1e-9) and linear["new"] == pytest.approx(1.0, abs=1e-9)
-    noise = module.linear_extrapolation(x_fit, rng.normal(size=(400, 5)), x_new, rng.normal(size=(300, 5)))
-    assert 0 < noise["fit"] < 0.1 and noise["new"] < 0.02  # 13 parameters per class fit a little of 400 noise rows
-    half = module.linear_extrapolation(x_fit, x_fit @ A + rng.normal(size=(400, 5)), x_new,
-                                       x_new @ A + rng.normal(size=(300, 5)), ridge=1e-9)
-    assert 0.35 < half["fit"] < 0.65 and 0.35 < half["new"] < 0.65  # signal and noise of equal variance: about 1/2
-    with pytest.raises(ValueError, match="ridge"):
-        module.linear_extrapolation(x_fit, x_fit @ A, x_new, x_new @ A, ridge=-1)
-    with pytest.raises(ValueError, match="matching rows"):
-        module.linear_extrapolation(x_fit, (x_fit @ A)[:-1], x_new, x_new @ A)
-
-
-def test_teacher_logits_script_reports_train_and_test_for_each_teacher(tmp_path, capsys):
-    module = load_script("teacher_logits")
-    data = write_tiny_mnist(tmp_path / "mnist")
-    import nanokd as nk
-    paths = []
-    for seed in (0, 1):
-        paths += ["--teacher", str(tmp_path / f"t{seed}.npz")]
-        nk.MLP([784, 30, 10], seed=seed).save(paths[-1])
-    out = tmp_path / "logits.json"
-    assert module.main(["--data-dir", str(data), "--no-verify", "--val", "100", "--classes", "7", "8",
-                        "--json", str(out), *paths]) == 0
-    rec = json.loads(out.read_text())
-    assert rec["n_train"] == 300 and rec["classes"] == [7, 8] and len(rec["teachers"]) == 2
-    ds = module.nkdata.load("mnist", str(data), verify=False)
-    y_train, y_test = ds.y_train[:300], ds.y_test
-    for stats in rec["teachers"].values():
-        assert stats["train"]["all"]["n"] == 300 and stats["test"]["all"]["n"] == 150
-        assert stats["train"]["classes"]["n"] == int(np.isin(y_train, [7, 8]).sum())
-        assert stats["test"]["classes"]["n"] == int(np.isin(y_test, [7, 8]).sum())
-    a, b = rec["teachers"].values()
-    assert a["test"]["all"]["rms"] != b["test"]["all"]["rms"]  # two different nets
-    for stats in (a, b):  # ~60 training 7s and 8s against 784 pixels: a close fit that carries over badly
-        assert stats["linear_r2"]["new"] < 0.5 < stats["linear_r2"]["fit"] <= 1
-    out = capsys.readouterr().out
-    assert out.count("test 7,8") == 2 and out.count("other digits") == 3
 
 
 @pytest.mark.parametrize("flags, match", [
@@ -406,14 +234,14 @@ def test_teacher_logits_script_reports_train_and_test_for_each_teacher(tmp_path,
     (["--teacher", "t.npz", "--max-minutes", "5"], "--max-minutes"),
     (["--jobs", "2"], "--jobs"),
 ])
-def test_bad_flags_exit_2_before_anything_trains(paper_mnist, flags, match, capsys):
+def test_bad_flags_exit_2_before_anything_trains(flags, match, capsys):
     with pytest.raises(SystemExit) as e:
         paper_mnist.main(["table", "--data-dir", "/nonexistent", *flags])  # never reaches the data
     assert e.value.code == 2
     assert match in capsys.readouterr().err
 
 
-def test_records_of_a_loaded_teacher_carry_its_recipe_not_the_flag_defaults(paper_mnist, tmp_path, capsys):
+def test_records_of_a_loaded_teacher_carry_its_recipe_not_the_flag_defaults(tmp_path, capsys):
     data = write_tiny_mnist(tmp_path / "mnist")
     teacher = tmp_path / "teacher.npz"
     common = ["--data-dir", str(data), "--out", str(tmp_path / "r"), *TINY]
@@ -423,7 +251,7 @@ def test_records_of_a_loaded_teacher_carry_its_recipe_not_the_flag_defaults(pape
     assert rec["teacher_seed"] == 3 and rec["settings"]["teacher_seed"] is None
     assert rec["settings"]["teacher_epochs"] is None and rec["teacher"]["trained"]["recipe"]["epochs"] == 2
     # one seed: the chosen shift is printed as it is (0.25 steps), not rounded to a whole number
-    assert paper_mnist.fmt_ours([1.75]) == "1.75" and paper_mnist.fmt_ours([152]) == "152"
+    assert paper_report.fmt_ours([1.75]) == "1.75" and paper_report.fmt_ours([152]) == "152"
     # a .json beside the weights that describes another teacher is refused
     info = json.loads(teacher.with_suffix(".json").read_text())
     info["test_errors"] += 1

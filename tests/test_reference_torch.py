@@ -1,23 +1,12 @@
-"""nanokd against PyTorch autograd (benchmarks/reference.py), when torch is installed (the [bench] extra)."""
-
-import importlib.util
-from pathlib import Path
+"""nanokd against PyTorch autograd (benchmarks.reference), when torch is installed (the [bench] extra)."""
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="the reference checks need PyTorch: pip install nanokd[bench]")
 
+from benchmarks import reference  # noqa: E402
 
-def _load_reference():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "reference.py"
-    spec = importlib.util.spec_from_file_location("nanokd_benchmarks_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-reference = _load_reference()
 torch.set_num_threads(1)  # tiny tensors: a thread pool only adds wake-up latency
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/torch_student.py: the table's students trained by PyTorch autograd, when torch is installed."""
+"""benchmarks.torch_student: the table's students trained by PyTorch autograd, when torch is installed."""
 
 import json
 
@@ -11,9 +11,8 @@ from nanokd.mlp import MLP  # noqa: E402
 from nanokd.data import load, to_float  # noqa: E402
 from nanokd.train import evaluate_errors, train_model  # noqa: E402
 
-from test_paper_mnist import load_script, write_tiny_mnist  # noqa: E402
-
-ts = load_script("torch_student")
+import benchmarks.torch_student as ts  # noqa: E402
+from test_paper_mnist import write_tiny_mnist  # noqa: E402
 
 
 def _problem(seed=0, n=250, d=12, c=4):

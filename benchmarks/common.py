@@ -1,0 +1,114 @@
+"""Provenance for the benchmarks' records, and writing one.
+
+Every record a script in benchmarks/ writes says how it was made, so that a
+figure in RESULTS.md can be traced back to its code, machine and command:
+
+* :func:`now`           the date, in UTC;
+* :func:`git_commit`    the commit checked out, marked when the code differs from it;
+* :func:`command_line`  the command that ran, as ``python -m benchmarks.NAME ARGS``;
+* :func:`machine`       CPU, Python, NumPy and the BLAS library behind NumPy;
+* :func:`write_record`  the record as indented JSON, written atomically
+  (:func:`nanokd.atomic.write_json_atomic`: a run killed halfway leaves the
+  previous record, never half a file).
+"""
+
+import datetime
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from nanokd.atomic import write_json_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"  # the committed records
+
+#: What :func:`git_commit` checks for uncommitted changes: the library and the scripts, not the records.
+CODE_PATHS = ("nanokd", "benchmarks/*.py")
+
+
+def now():
+    """The date and time in UTC, e.g. ``2026-11-28 03:47:20 UTC``."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def git_commit(paths=CODE_PATHS):
+    """The short hash of the checkout's HEAD, with ``+uncommitted-changes`` if ``paths`` differ from it.
+
+    None outside a git checkout (or without git).
+    """
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths],
+                               cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        return (sha + ("+uncommitted-changes" if dirty else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def command_line(module, argv=None):
+    """``python -m MODULE ARGS``, ARGS being ``argv`` (default: this process's ``sys.argv[1:]``), shell-quoted."""
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["python", "-m", module, *(shlex.quote(str(a)) for a in args)])
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo, else what :mod:`platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def threadpools():
+    """The thread pools loaded in this process (BLAS, OpenMP), as threadpoolctl reports them.
+
+    Each: ``internal_api`` (e.g. openblas), ``version``, ``architecture``
+    (the BLAS kernel, e.g. Haswell or SkylakeX), ``num_threads`` and
+    ``prefix`` (the library's file name).  The string ``"threadpoolctl not
+    installed"`` without threadpoolctl.
+    """
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    return [{k: p.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "prefix")}
+            for p in threadpool_info()]
+
+
+def machine():
+    """The machine a record was made on, as a JSON-able dict.
+
+    BLAS threads change the rounding of every matrix product, so a CPU run is
+    repeatable bit for bit only with the same BLAS library, kernel and number
+    of threads: ``blas_threads_env`` holds the variables that set the threads
+    (unset: OpenBLAS uses every core), ``threadpools`` what was loaded and how
+    many threads it had when the record was made (:func:`threadpools`), and
+    ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` the variables that override
+    OpenBLAS's choice of kernel and cache size.
+    """
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__,
+            "blas_threads_env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+            "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"), "threadpools": threadpools()}
+
+
+def write_record(path, record, default=None):
+    """Write ``record`` to ``path`` as indented JSON, atomically, making its folder if need be; returns the path.
+
+    ``default``: as for :func:`json.dump`, for values JSON has no type for (e.g. ``str``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, record, default=default)
+    return path

@@ -1,0 +1,60 @@
+"""benchmarks/ is a package of scripts run as ``python -m benchmarks.NAME``; benchmarks.common's provenance."""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import common
+
+SCRIPTS = ("epoch", "gpu_check", "paper_mnist", "reference", "speed", "torch_student")  # those with flags
+MODULES = (*SCRIPTS, "common", "gradcheck_full", "paper_experiments", "paper_report", "steps")
+
+
+def test_no_benchmark_edits_sys_path():
+    files = sorted((common.REPO / "benchmarks").glob("*.py"))
+    assert {f.stem for f in files} >= set(MODULES)
+    assert [f.name for f in files if "sys.path" in f.read_text()] == []
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_module_imports(name):
+    if name == "torch_student":
+        pytest.importorskip("torch", reason="benchmarks.torch_student needs PyTorch")
+    importlib.import_module(f"benchmarks.{name}")
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_script_runs_as_a_module_from_the_repository_root(name):
+    if name == "torch_student":
+        pytest.importorskip("torch", reason="benchmarks.torch_student needs PyTorch")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", COLUMNS="100")
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=common.REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: python -m benchmarks.{name} ")
+
+
+def test_machine_holds_the_fields_of_the_paper_and_speed_records(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    info = common.machine()
+    assert {"cpu", "cpu_count", "python", "numpy", "blas_threads_env",  # what paper_mnist records held
+            "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "threadpools"} <= set(info)  # and speed records
+    assert info["blas_threads_env"] == {"OPENBLAS_NUM_THREADS": "3", "OMP_NUM_THREADS": None}
+    assert info["cpu"] and info["cpu_count"] == os.cpu_count()
+    pytest.importorskip("threadpoolctl")
+    assert any(p["internal_api"] in ("openblas", "mkl", "blis") for p in info["threadpools"])  # the BLAS and its kernel
+    json.dumps(info)
+
+
+def test_command_line_and_write_record(tmp_path):
+    line = common.command_line("benchmarks.speed", ["--json", "a b.json"])
+    assert line == "python -m benchmarks.speed --json 'a b.json'"
+    assert common.command_line("benchmarks.speed", []) == "python -m benchmarks.speed"
+    assert common.now().endswith(" UTC")
+    path = common.write_record(tmp_path / "new" / "rec.json", {"x": 1, "folder": tmp_path}, default=str)
+    assert json.loads(path.read_text()) == {"x": 1, "folder": str(tmp_path)}  # its folder made, a Path as a string
