@@ -26,7 +26,8 @@ from pathlib import Path
 import nanokd as nk
 from benchmarks.common import REPO, write_record
 from nanokd import data as nkdata
-from nanokd import train as nktrain
+from nanokd.presets import PRESETS
+from nanokd.trainer import train_model
 
 
 def default_data_dir():
@@ -44,7 +45,7 @@ def epoch_times(device="cpu", data_dir=None, log=print):
     xp = nk.get_xp(device)
     ds = nkdata.load("mnist", data_dir)
     x, y, _, _ = nkdata.split_validation(nkdata.to_float(ds.x_train, xp), xp.asarray(ds.y_train), 10000)
-    paper = nktrain.PRESETS["paper"]
+    paper = PRESETS["paper"]
     out = {"device": device, "n_train": int(len(y))}
     models = {}
     for role, recipe_name, distil in (("teacher", "teacher", False), ("student", "student", False),
@@ -53,7 +54,7 @@ def epoch_times(device="cpu", data_dir=None, log=print):
         model = nk.MLP(r.sizes(), dropout_input=r.dropout_input, dropout_hidden=r.dropout_hidden,
                        max_norm=r.max_norm or None, seed=1, device=device)
         extra = dict(teacher=models["teacher"], T=paper["T"], alpha=paper["alpha"]) if distil else {}
-        history = nktrain.train_model(
+        history = train_model(
             model, x, y, epochs=1, batch_size=r.batch_size, lr=r.lr, momentum=r.momentum,
             momentum_start=r.momentum_start if r.momentum_ramp else None, momentum_ramp=r.momentum_ramp,
             jitter=r.jitter, progress=False, log=None, name=role, **extra)

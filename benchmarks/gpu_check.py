@@ -199,21 +199,30 @@ def _breakdown(case, N, device, sync, reps=30):
     T, alpha = steps.T, steps.ALPHA
     state = {}
 
+    fast = fused.active(m.xp)  # the parts of nanokd.fused.train_step, or of the plain step
+
     def forward():
-        state["z"] = m.forward(step.x, train=True)
+        z = fused.mlp_forward(m, step.x) if fast else None
+        state["z"] = m.forward(step.x, train=True) if z is None else z
 
     def loss():
         z = state["z"]
-        if step.distill:
+        rows = fused.loss_rows(z, step.v if step.distill else None, step.y, T, alpha if step.distill else 0.0) \
+            if fast else None
+        if rows is not None:
+            state["loss"], state["g"] = rows[0].mean(), rows[1]
+        elif step.distill:
             state["loss"], state["g"] = nk_.distillation_loss_and_grad(z, step.v, step.y, T, alpha, check=False)
         else:
             state["loss"], state["g"] = nk_.cross_entropy_and_grad(z, step.y, check=False)
 
     def backward():
-        state["grads"] = m.backward(state["g"])
+        grads = fused.mlp_backward(m, state["g"]) if fast else None
+        state["grads"] = m.backward(state["g"]) if grads is None else grads
 
     def update():
-        step.opt.step(state["grads"])
+        if not (fast and fused.momentum_step(step.opt, state["grads"])):
+            step.opt.step(state["grads"])
 
     parts = {"forward": forward, "loss+grad": loss, "backward": backward, "SGD": update}
     for _ in range(5):
@@ -234,13 +243,12 @@ def _breakdown(case, N, device, sync, reps=30):
 
 
 def _fused(step, enabled):
-    """``step`` run with nanokd's fused GPU kernels on or off (nanokd.fused.ENABLED)."""
+    """``step`` run with nanokd's fused GPU kernels on, or off (inside ``nanokd.fused.disabled()``)."""
     def run():
-        fused.ENABLED = enabled
-        try:
+        if enabled:
             return step()
-        finally:
-            fused.ENABLED = True
+        with fused.disabled():
+            return step()
     return run
 
 

@@ -44,7 +44,9 @@ from benchmarks.paper_report import PAPER, PROG, mean_std, plot_sweep, print_tab
 from nanokd import data as nkdata
 from nanokd.backend import resolve_device, to_numpy
 from nanokd.mlp import MLP
-from nanokd.train import PRESETS, compute_teacher_logits, evaluate_errors, train_model
+from nanokd.presets import PRESETS
+from nanokd.teacher import compute_teacher_logits, evaluate_errors
+from nanokd.trainer import train_model
 
 EXPERIMENTS = ("table", "sweep", "omit3", "only78")  # longest first (see run_all)
 SWEEP_T = (1.0, 2.0, 2.5, 3.0, 4.0, 5.0, 8.0, 10.0, 20.0)

@@ -35,7 +35,7 @@ from benchmarks.paper_experiments import EXPERIMENT_FNS, EXPERIMENTS, SWEEP_T, C
 from benchmarks.paper_report import report
 from nanokd import data as nkdata
 from nanokd.backend import resolve_device
-from nanokd.train import PRESETS
+from nanokd.presets import PRESETS
 
 TEACHER, STUDENT = PRESETS["paper"]["teacher"], PRESETS["paper"]["student"]  # the flags' defaults
 

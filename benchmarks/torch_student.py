@@ -37,7 +37,8 @@ from nanokd import data as nkdata
 from nanokd.backend import to_numpy
 from nanokd.mlp import MLP
 from nanokd.optim import exponential_decay, linear_ramp
-from nanokd.train import compute_teacher_logits, epoch_seeds
+from nanokd.teacher import compute_teacher_logits
+from nanokd.trainer import epoch_seeds
 
 INITS = ("nanokd", "torch")
 

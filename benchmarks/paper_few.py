@@ -1,0 +1,205 @@
+r"""Soft targets as a regularizer (the paper's section 6) on MNIST: a 2x800 net trained on 3 % of the data.
+
+In the paper's speech experiment (Table 5) a model trained on 3 % of the data
+with hard targets overfit (44.5 % frame accuracy, with early stopping, against
+58.9 % on all the data), and the same model trained on the soft targets of the
+full-data model reached 57.0 % without early stopping: soft targets recovered
+(57.0 - 44.5) / (58.9 - 44.5) = 87 % of what 97 % more data gave.  Here::
+
+    python -m benchmarks.paper_few --teacher teacher.npz --seeds 1 2 3
+
+* the 3 %: 1,800 training images, 180 of each digit, drawn once with
+  ``--subset-seed`` from the first 55,000 training images
+  (:func:`nanokd.data.balanced_subset`); the last 5,000 are the validation
+  split, which no model trains on;
+* ``hard_3pct_no_stop``: the 2x800 net on the hard labels of the 3 %, for the
+  fixed schedule;
+* ``hard_3pct``: the same run, early-stopped: the weights of its epoch of
+  fewest validation errors;
+* ``soft_3pct``: the same net and schedule on the teacher's soft targets for
+  the 3 % (T and alpha chosen on validation, from ``--grid-T`` and
+  ``--grid-alpha``, with the first seed), no early stopping;
+* ``hard_full``: the 2x800 baseline on all the training images, from the
+  record of the paper's table (``results/paper_table.json``), not retrained.
+
+The test set is used once per model, at the end.  The record is
+``benchmarks/results/paper_few.json`` and the plot of validation errors per
+epoch ``benchmarks/results/paper_few.png``.
+"""
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import command_line, git_commit, machine, now
+from nanokd import data as nkdata
+from nanokd.atomic import save_figure_atomic, write_json_atomic
+from nanokd.mlp import MLP
+from nanokd.presets import PRESETS, build
+from nanokd.teacher import compute_teacher_logits, evaluate_errors
+from nanokd.trainer import train_model
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PAPER = {"hard_full": 58.9, "hard_3pct": 44.5, "soft_3pct": 57.0, "recovered": 0.87}  # frame accuracy %, Table 5
+
+
+def recipe(args):
+    """The table's 2x800 student with this experiment's schedule (18 steps an epoch on 1,800 images)."""
+    return dataclasses.replace(PRESETS["paper"]["student"], epochs=args.epochs, lr=args.lr, lr_decay=args.lr_decay)
+
+
+class Data:
+    """The 3 % subset, the validation split and the test set (NumPy, float32)."""
+
+    def __init__(self, args):
+        ds = nkdata.load("mnist", args.data_dir)
+        x, y, self.x_val, self.y_val = nkdata.split_validation(nkdata.to_float(ds.x_train), ds.y_train, args.val)
+        self.index = nkdata.balanced_subset(y, args.subset, args.subset_seed)
+        self.x, self.y = x[self.index], y[self.index]
+        self.x_test, self.y_test = nkdata.to_float(ds.x_test), ds.y_test
+
+
+def fit(args, data, seed, *, teacher_logits=None, T=1.0, alpha=1.0, validate=True):
+    """One 2x800 run on the subset; returns (final model, early-stopped weights, info)."""
+    model, config = build(recipe(args), seed=seed, T=T, alpha=alpha)
+    best = {"errors": None, "epoch": None, "params": None}
+
+    def keep_best(epoch, history):
+        errors = history["val_errors"][-1]
+        if errors is not None and (best["errors"] is None or errors < best["errors"]):
+            best.update(errors=errors, epoch=epoch, params=[p.copy() for p in model.params])
+
+    t0 = time.perf_counter()
+    distil = {} if teacher_logits is None else {"teacher_logits": teacher_logits}
+    history = train_model(model, data.x, data.y, config, x_val=data.x_val if validate else None,
+                          y_val=data.y_val if validate else None, progress=False, log=None, callback=keep_best,
+                          **distil)
+    info = {"seconds": round(time.perf_counter() - t0, 1), "val_errors": history["val_errors"],
+            "final_loss": history["loss"][-1], "best_epoch": best["epoch"], "best_val_errors": best["errors"]}
+    return model, best["params"], info
+
+
+def choose_soft_settings(args, data, v):
+    """T and alpha of fewest validation errors after the fixed schedule (first seed only)."""
+    grid = {}
+    for T in args.grid_T:
+        for alpha in args.grid_alpha:
+            model, _, _ = fit(args, data, args.seeds[0], teacher_logits=v, T=T, alpha=alpha, validate=False)
+            grid[f"T={T:g},alpha={alpha:g}"] = errors = evaluate_errors(model, data.x_val, data.y_val)
+            print(f"  soft targets T={T:g} alpha={alpha:g}: {errors} validation errors", flush=True)
+    key = min(grid, key=grid.get)  # ties: the first in grid order
+    T, alpha = (float(part.split("=")[1]) for part in key.split(","))
+    return T, alpha, grid
+
+
+def run(args):
+    t_start = time.perf_counter()
+    data = Data(args)
+    teacher = MLP.load(args.teacher)
+    teacher_test = evaluate_errors(teacher, data.x_test, data.y_test)
+    v = compute_teacher_logits(teacher, data.x)  # T = 1 logits: softmax(v / T) is taken in the loss
+    print(f"paper_few: {len(data.x)} training images ({np.bincount(data.y).tolist()} per class), "
+          f"teacher {teacher_test} test errors; choosing T and alpha on validation", flush=True)
+    T, alpha, grid = choose_soft_settings(args, data, v)
+    print(f"chosen on validation: T = {T:g}, alpha = {alpha:g}", flush=True)
+
+    rows = {k: {"test_errors": [], "seconds": [], "val_errors_final": [], "epochs": []}
+            for k in ("hard_3pct", "hard_3pct_no_stop", "soft_3pct")}
+    curves = {}
+    for seed in args.seeds:
+        hard, best, info = fit(args, data, seed)
+        stopped = MLP(**hard.config, device=hard.device)
+        stopped.load_params(best)
+        soft, _, soft_info = fit(args, data, seed, teacher_logits=v, T=T, alpha=alpha)
+        for key, model, inf, epochs in (("hard_3pct", stopped, info, info["best_epoch"]),
+                                        ("hard_3pct_no_stop", hard, info, args.epochs),
+                                        ("soft_3pct", soft, soft_info, args.epochs)):
+            rows[key]["test_errors"].append(evaluate_errors(model, data.x_test, data.y_test))  # once, at the end
+            rows[key]["seconds"].append(inf["seconds"])
+            rows[key]["val_errors_final"].append(inf["best_val_errors"] if key == "hard_3pct"
+                                                 else inf["val_errors"][-1])
+            rows[key]["epochs"].append(epochs)
+        curves[str(seed)] = {"hard": info["val_errors"], "soft": soft_info["val_errors"],
+                             "hard_best_epoch": info["best_epoch"]}
+        print(f"seed {seed}: hard {rows['hard_3pct_no_stop']['test_errors'][-1]} test errors "
+              f"(early-stopped at epoch {info['best_epoch']}: {rows['hard_3pct']['test_errors'][-1]}), "
+              f"soft {rows['soft_3pct']['test_errors'][-1]}", flush=True)
+
+    full = json.loads((RESULTS / "paper_table.json").read_text())
+    rows["hard_full"] = {"test_errors": full["models"]["baseline"]["test_errors"],
+                         "seconds": full["models"]["baseline"]["seconds"],
+                         "from_record": "benchmarks/results/paper_table.json (models.baseline)",
+                         "git_commit": full["git_commit"]}
+    mean = {k: float(np.mean(r["test_errors"])) for k, r in rows.items()}
+    recovered = (mean["hard_3pct"] - mean["soft_3pct"]) / (mean["hard_3pct"] - mean["hard_full"])
+    settings = {"recipe": dataclasses.asdict(recipe(args)), "soft_T": T, "soft_alpha": alpha, "grid": grid,
+                "subset": args.subset, "subset_seed": args.subset_seed, "val": args.val,
+                "subset_sha256": hashlib.sha256(data.index.astype(np.int64).tobytes()).hexdigest()}
+    rec = {"experiment": "few", "paper": "Hinton, Vinyals & Dean 2015, arXiv 1503.02531, section 6 (Table 5)",
+           "command": command_line("benchmarks.paper_few"), "date": now(), "git_commit": git_commit(), "machine": machine(),
+           "wall_seconds": round(time.perf_counter() - t_start, 1), "seeds": list(args.seeds),
+           "teacher": {"file": str(Path(args.teacher).resolve()), "test_errors": teacher_test},
+           "settings": settings, "models": rows, "mean_test_errors": mean, "recovered_fraction": recovered,
+           "paper_table5": PAPER, "val_curves": curves}
+    write_json_atomic(args.out, rec)
+    print(f"\nmean test errors: {', '.join(f'{k} {m:.1f}' for k, m in mean.items())}")
+    print(f"recovered fraction (E_hard3 - E_soft3) / (E_hard3 - E_full) = {recovered:.2f} (paper 0.87)")
+    print(f"wrote {args.out}")
+    if not args.no_plot:
+        plot(rec, Path(args.out).with_suffix(".png"))
+
+
+def plot(rec, path):
+    """Validation errors per epoch of the three 3 % runs of the first seed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no plot: pip install nanokd[plot] (matplotlib)")
+        return
+    seed = str(rec["seeds"][0])
+    c = rec["val_curves"][seed]
+    n_val = rec["settings"]["val"]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    epochs = np.arange(1, len(c["hard"]) + 1)
+    ax.plot(epochs, np.array(c["hard"]) / n_val * 100, label="hard labels (3 %): hard_3pct_no_stop at the end")
+    ax.plot(epochs, np.array(c["soft"]) / n_val * 100, label=f"soft targets (3 %), T = {rec['settings']['soft_T']:g}")
+    b = c["hard_best_epoch"]
+    ax.plot([b], [c["hard"][b - 1] / n_val * 100], "o", color="C0", label=f"hard_3pct: early stop, epoch {b}")
+    ax.set(xlabel="epoch (1,800 images each)", ylabel="validation error (%)", yscale="log",
+           title=f"2x800 on 3 % of MNIST, seed {seed}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure_atomic(fig, path, dpi=110)
+    print(f"wrote {path}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.paper_few", description=__doc__.split("\n")[0])
+    p.add_argument("--teacher", required=True, help="the full-data teacher (teacher.npz)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--subset", type=int, default=1800, help="training images, the same number of each class")
+    p.add_argument("--subset-seed", type=int, default=0)
+    p.add_argument("--val", type=int, default=5000)
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--lr-decay", type=float, default=0.994)
+    p.add_argument("--grid-T", type=float, nargs="+", default=[2.0, 5.0, 10.0, 20.0])
+    p.add_argument("--grid-alpha", type=float, nargs="+", default=[0.7, 1.0])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--out", default=str(RESULTS / "paper_few.json"))
+    args = p.parse_args(argv)
+    if not Path(args.teacher).is_file():
+        p.error(f"argument --teacher: no such file: {args.teacher}")
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
