@@ -23,19 +23,27 @@ typical cases.  At the corners of T in [0.1, 100], N up to 64 and C up to 100
 ~1e-16 T^2) no finite difference resolves better than ~1e-7
 (tests/test_losses.py).
 
-Two ways to compare:
+Two ways to compare, each costing ``order`` evaluations of f per estimate
+(four with the default order=4, two with order=2):
 
-* elementwise ("full"): two evaluations of f per checked element;
-* directional (chainer's trick): for a random unit direction d, the
-  derivative along d is  <grad f, d>  ~ (f(x + eps d) - f(x - eps d)) / (2 eps),
-  two evaluations in all, however many elements there are.  A wrong gradient
-  fails it with probability 1.
+* elementwise ("full"): one estimate per checked element (all of them, or
+  ``max_elements`` random ones per input);
+* directional (chainer's trick): for a random unit direction d over all the
+  inputs, the derivative along d is  <grad f, d>, estimated by the same
+  stencil along d (f(x +- eps d), f(x +- 2 eps d)): ``order`` evaluations per
+  direction, however many elements there are.  In exact arithmetic a wrong
+  gradient fails it with probability 1.  With a tolerance, a bug e in the
+  gradient shows up diluted, as a relative error of about
+  ||e|| / (sqrt(n) ||grad f||) for n elements in all, so a small bug passes
+  in a large model: combine a few directions with sampled elements.
 
-Errors are relative to the scale of the analytic gradient (its largest
-magnitude, or its 2-norm for directions), so entries that are nearly 0 do not
-turn rounding noise into a huge "relative" error.  An input whose whole
-gradient is 0 (behind a dead ReLU, say) is measured against a thousandth of
-the largest gradient of all the inputs.
+Errors are relative to a scale taken from the analytic gradient, so entries
+that are nearly 0 do not turn rounding noise into a huge "relative" error.
+Elementwise, each input's errors are divided by that input's largest
+magnitude, floored at a thousandth of the largest over all the inputs (so an
+input whose whole gradient is 0, behind a dead ReLU say, is measured on the
+scale of the others) and at ``floor``.  A direction's error is divided by the
+2-norm of the whole gradient, over all the inputs.
 """
 
 from typing import NamedTuple
