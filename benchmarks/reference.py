@@ -198,7 +198,7 @@ FLOAT32_NOTE = """
   nearly equal probabilities, like 6e-8 / |q - p|.  The column 'PyTorch float32'
   shows that formula's rounding.  nanokd sums KL = sum_i q_i psi(l_i) with
   l = log p - log q computed from (v - z)/T (losses.log_ratio, docs/gradients.md
-  section 3), which keeps float32 within the target there.  A row above target
+  appendix A), which keeps float32 within the target there.  A row above target
   here means that this no longer holds: a bug, not rounding."""
 
 

@@ -123,7 +123,9 @@ class Dropout(Layer):
     In training, each unit is kept with probability 1 - p and the kept units
     are scaled by 1/(1 - p):  h = x * m,  m_ni = [u_ni >= p] / (1 - p),
     u ~ Uniform[0, 1).  The expected value of h is x, so at test time the
-    layer is the identity (no rescaling of the weights is needed).
+    layer is the identity (no rescaling of the weights is needed).  That is
+    exact for the layer; for a network with ReLUs after it, the test-time net
+    only approximates the average over masks (the weight-scaling rule).
 
     Backward:  dL/dx = dL/dh * m, with the mask drawn in the forward pass.
     The mask is drawn on the device of x from the model's generator; the
@@ -226,7 +228,8 @@ def max_norm_(W, c):
     vector has grown longer than c is scaled back onto the sphere of radius c.
     It is a projection, not a penalty: it adds nothing to the loss or its
     gradient, it only keeps the iterate inside the feasible set (projected
-    gradient descent).  Works in place and returns W.
+    momentum SGD, as nanokd trains: the momentum buffer is not projected).
+    Works in place and returns W.
 
     The squared norms are summed by ``einsum`` without forming W * W.  On the
     CPU only the columns outside the ball are rescaled (the others would be

@@ -219,7 +219,7 @@ def cross_entropy_and_grad(z, y, *, check=True):
 def log_ratio(z, v, T, *, check=True):
     r"""l = log p - log q, row by row, accurate to float precision even when p and q nearly agree.
 
-    See docs/gradients.md, section 3 ("Keeping the digits of a small KL").
+    See docs/gradients.md, appendix A ("Keeping the digits of a small KL in float32").
     Returns ``(log q, log p, l)``, each (N, C); the first two are
     :func:`log_softmax` of z and of v.
 
@@ -228,8 +228,9 @@ def log_ratio(z, v, T, *, check=True):
     Subtracting two log-softmaxes, log p_i - log q_i, loses the digits of l
     when p ~ q: each log-softmax is rounded relative to the *logits*
     (about eps |v/T|), and that error is passed on whole to l, which may be
-    far smaller.  But l depends on z and v only through d = (v - z)/T, which
-    a float subtraction gets to within one rounding of its own size:
+    far smaller.  But given q, l depends on the logits only through d = (v - z)/T
+    (it still depends on q: errors in q enter multiplied by the spread of d),
+    which a float subtraction gets to within one rounding of its own size:
 
         l_i = log p_i - log q_i = d_i - log sum_j q_j exp(d_j),
 
@@ -280,7 +281,7 @@ def series_limit(dtype):
 def kd_loss(z, v, T, *, check=True, ratio=None):
     r"""The soft-target loss  T^2 * (1/N) sum_n KL(p_n || q_n).
 
-    See docs/gradients.md, sections 3 and 4.
+    See docs/gradients.md, sections 3 and 4, and appendix A.
 
     With p = softmax(v/T) and q = softmax(z/T):
 
@@ -300,7 +301,8 @@ def kd_loss(z, v, T, *, check=True, ratio=None):
     soft gradients scale as 1/T^2.  Multiplying the loss by T^2 keeps their
     size roughly unchanged when T is varied (once T exceeds the spread of the
     logits), so the relative weight of the soft and hard terms of
-    :func:`distillation_loss` depends little on T.
+    :func:`distillation_loss` depends little on T there.  (With alpha = 1,
+    T^2 only rescales the learning rate.)
 
     The digits: l = log p - log q comes from :func:`log_ratio` and the sum
     from :func:`kl_divergence`, which keep the KL of nearly equal
@@ -353,7 +355,10 @@ def kl_divergence(logq, logp, l):
 
 
 def psi(l):
-    r"""psi(l) = 1 - exp(l) (1 - l), in the form that cancels least (within 9 float32 roundings, |l| < 30).
+    r"""psi(l) = 1 - exp(l) (1 - l), in the form that cancels least (|l| < 30).
+
+    In float32 within 1.5e-6 of psi, relative (24 unit roundoffs, the worst
+    just below l = -1/4; docs/gradients.md, appendix A).
 
         psi(l) = 1 - exp(l) (1 - l)       for l < -2 (PSI_SPLIT),
         psi(l) = l - (1 - l) expm1(l)     otherwise.
@@ -418,7 +423,8 @@ def distillation_loss(z, v, y, T, alpha, *, check=True, ratio=None):
     the opposite convention (alpha on the hard term): not this library.
 
     The T^2 inside :func:`kd_loss` keeps the two terms' gradients on the same
-    scale, so alpha means the same thing at every temperature.
+    scale once T exceeds the spread of the logits, so alpha means roughly the
+    same thing at every such temperature.
     """
     if check:
         _check_distillation(z, v, y, T, alpha)
