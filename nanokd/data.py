@@ -1,4 +1,4 @@
-"""MNIST and Fashion-MNIST: finding, downloading, checking and decoding the data.
+"""MNIST, Fashion-MNIST and a user's own data: finding, downloading, checking and decoding it.
 
 Both data sets come as the same four gzip-compressed IDX files::
 
@@ -7,18 +7,26 @@ Both data sets come as the same four gzip-compressed IDX files::
     t10k-images-idx3-ubyte.gz    10000 x 28 x 28
     t10k-labels-idx1-ubyte.gz    10000
 
+The data set ``"custom"`` is any four files in that layout and with those
+names, in a folder the user names (Kuzushiji-MNIST, EMNIST digits, home-made
+data): the images may be of any size H x W (the same for training and test),
+and the number of classes is the largest training label + 1.  It gets the
+same checks as the known sets but no checksums, since nanokd cannot know them.
+
 :func:`find_or_download` finds a folder holding them (or downloads them),
-:func:`load` decodes and checks them, :func:`to_float` turns the pixels into
-the ``(N, 784)`` float32 inputs the networks take, :func:`split_validation`
-holds out the last training images, and :func:`jitter` is the paper's data
-augmentation.  IDX decoding itself is done by the ``mnist`` package's
-:func:`mnist.parse_idx`; this module adds checksums, shape checks and error
-messages that say what to do.
+:func:`load` decodes and checks them, :func:`num_classes` counts their
+classes, :func:`to_float` turns the pixels into the ``(N, H * W)`` float32
+inputs the networks take, :func:`split_validation` holds out the last
+training images, and :func:`jitter` is the paper's data augmentation.  IDX
+decoding itself is done by the ``mnist`` package's :func:`mnist.parse_idx`;
+this module adds checksums, shape checks and error messages that say what to
+do.
 """
 
 import gzip
 import hashlib
 import http.client
+import math
 import os
 import shutil
 import sys
@@ -33,7 +41,11 @@ import numpy as np
 
 from nanokd.backend import get_array_module
 
-DATASETS = ("mnist", "fashion-mnist")
+#: The data set of a user's own files (see the module's docstring).
+CUSTOM = "custom"
+#: The data sets nanokd knows (checksums, mirrors), then the custom one.
+KNOWN_DATASETS = ("mnist", "fashion-mnist")
+DATASETS = (*KNOWN_DATASETS, CUSTOM)
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
@@ -41,6 +53,8 @@ TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
+#: The image side and class count of MNIST and Fashion-MNIST (a custom data set's come from its files:
+#: ``x_train.shape[1:]`` and :func:`num_classes`).
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
 
@@ -163,7 +177,7 @@ class DataError(ValueError):
 
 
 class Dataset(NamedTuple):
-    """A data set as host NumPy arrays: images ``(N, 28, 28) uint8``, labels ``(N,) int64``."""
+    """A data set as host NumPy arrays: images ``(N, H, W) uint8`` (28 x 28 for MNIST), labels ``(N,) int64``."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -194,6 +208,10 @@ def _missing(folder):
 
 def _how_to_fix(name):
     """The end of every 'files not found' message: where nanokd looks for them."""
+    if name == CUSTOM:
+        return (f"--dataset {CUSTOM} needs a folder with four gzip-compressed IDX files named as MNIST's: "
+                f"{', '.join(FILES)} (images N x H x W uint8, labels N uint8 from 0), passed as --data-dir DIR "
+                f"(data_dir=DIR in Python).")
     system = "".join(f"; or install them in {folder}" for folder in SYSTEM_DIRS.get(name, ()))
     return (
         f"nanokd needs the four {name} files {', '.join(FILES)}. Either pass --data-dir DIR "
@@ -226,9 +244,12 @@ def find_or_download(name, data_dir=None, *, download=True, fetch=None):
     subfolder, and it is the only place looked at: a missing file there is an
     error, never a reason to download elsewhere.
 
+    A custom data set (``name="custom"``) is looked for in ``data_dir`` only,
+    the folder itself, and never downloaded.
+
     Parameters
     ----------
-    name : {"mnist", "fashion-mnist"}
+    name : {"mnist", "fashion-mnist", "custom"}
     data_dir : str or Path, optional
     download : bool
         Allow step 5.  Each file is fetched to a temporary name in the cache
@@ -248,6 +269,8 @@ def find_or_download(name, data_dir=None, *, download=True, fetch=None):
         When the files are not found and cannot be downloaded.
     """
     _check_name(name)
+    if name == CUSTOM:
+        return _custom_folder(data_dir)
     for root, source in ((data_dir, "--data-dir / data_dir"), (os.environ.get("NANOKD_DATA"), "NANOKD_DATA")):
         if root:
             folder = _dataset_folder(root, name)
@@ -270,6 +293,19 @@ def find_or_download(name, data_dir=None, *, download=True, fetch=None):
     for filename in missing:
         _download(name, filename, cache, fetch or urllib_fetch)
     return cache
+
+
+def _custom_folder(data_dir):
+    """The folder of a custom data set: ``data_dir`` itself, which must hold the four files (no search, no download)."""
+    if not data_dir:
+        raise DataError("no folder given. " + _how_to_fix(CUSTOM))
+    folder = Path(data_dir).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"{folder} (from --data-dir / data_dir) does not exist. " + _how_to_fix(CUSTOM))
+    missing = _missing(folder)
+    if missing:
+        raise DataError(f"{folder} (from --data-dir / data_dir) lacks {', '.join(missing)}. " + _how_to_fix(CUSTOM))
+    return folder
 
 
 def urllib_fetch(url, dest_path, timeout=DOWNLOAD_TIMEOUT_S):
@@ -359,22 +395,49 @@ def read_idx(path):
         raise DataError(f"{path} is not a valid IDX file, wrong magic number or size ({e}): {fix}") from None
 
 
-def _check_images(x, path):
-    if x.ndim != 3 or x.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or x.dtype != np.uint8:
+def _check_images(x, path, size=(IMAGE_SIZE, IMAGE_SIZE)):
+    """``x`` must be ``(N, H, W)`` uint8 images, of ``size`` (H, W) unless that is None (custom data)."""
+    shape = "(N, H, W)" if size is None else f"(N, {size[0]}, {size[1]})"
+    if x.ndim != 3 or x.dtype != np.uint8 or (size is not None and x.shape[1:] != tuple(size)):
         raise DataError(
-            f"{path} should hold (N, 28, 28) uint8 images, but holds {x.shape} {x.dtype} "
+            f"{path} should hold {shape} uint8 images, but holds {x.shape} {x.dtype} "
             f"(wrong magic number: is it a label file?)"
         )
 
 
-def _check_label_file(y, path):
+def _check_label_file(y, path, n_classes=NUM_CLASSES):
+    """``y`` must be ``(N,)`` uint8 labels, each below ``n_classes`` unless that is None (custom training labels)."""
     if y.ndim != 1 or y.dtype != np.uint8:
         raise DataError(
             f"{path} should hold (N,) uint8 labels, but holds {y.shape} {y.dtype} "
             f"(wrong magic number: is it an image file?)"
         )
-    if y.size and y.max() >= NUM_CLASSES:
-        raise DataError(f"{path} has label {y.max()}, out of the range 0-{NUM_CLASSES - 1}: the file is corrupt")
+    if n_classes is not None and y.size and y.max() >= n_classes:
+        raise DataError(f"{path} has label {y.max()}, out of the range 0-{n_classes - 1}: the file is corrupt")
+
+
+def _check_custom(arrays, folder):
+    """The checks only a custom data set needs: one image size, at least two classes, test labels in range.
+
+    The known data sets' sizes and class counts are fixed (:data:`IMAGE_SIZE`,
+    :data:`NUM_CLASSES`); a custom set's come from its training files.
+    """
+    x_train, x_test = arrays[TRAIN_IMAGES], arrays[TEST_IMAGES]
+    y_train, y_test = arrays[TRAIN_LABELS], arrays[TEST_LABELS]
+    if len(x_train) == 0:
+        raise DataError(f"{folder / TRAIN_IMAGES} holds no images: there is nothing to train on")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        (h, w), (ht, wt) = x_train.shape[1:], x_test.shape[1:]
+        raise DataError(f"{folder / TEST_IMAGES} holds {ht}x{wt} images but {folder / TRAIN_IMAGES} holds "
+                        f"{h}x{w} images: the training and test images must be the same size")
+    n_classes = int(y_train.max()) + 1
+    if n_classes < 2:
+        raise DataError(f"{folder / TRAIN_LABELS} has only label 0: a classifier needs at least two classes "
+                        f"(labels 0, 1, ...)")
+    if y_test.size and y_test.max() >= n_classes:
+        raise DataError(f"{folder / TEST_LABELS} has label {y_test.max()}, out of the range 0-{n_classes - 1} of the "
+                        f"training labels ({folder / TRAIN_LABELS}: the number of classes is the largest training "
+                        f"label + 1 = {n_classes}); a class the training set never shows cannot be learned")
 
 
 def load(name="mnist", data_dir=None, *, download=True, verify=True):
@@ -382,9 +445,13 @@ def load(name="mnist", data_dir=None, *, download=True, verify=True):
 
     Parameters
     ----------
-    name : {"mnist", "fashion-mnist"}
+    name : {"mnist", "fashion-mnist", "custom"}
+        ``"custom"``: the four files in ``data_dir``, of any image size and
+        number of classes (see the module's docstring); never downloaded, and
+        without checksums whatever ``verify`` says.
     data_dir : str or Path, optional
         Where the files are; see :func:`find_or_download` for the search order.
+        Needed for ``"custom"``.
     download : bool
         Download missing files into the cache folder if not found.
     verify : bool
@@ -394,9 +461,12 @@ def load(name="mnist", data_dir=None, *, download=True, verify=True):
     Returns
     -------
     Dataset
-        ``x_train (N, 28, 28) uint8``, ``y_train (N,) int64``, ``x_test``, ``y_test``.
+        ``x_train (N, 28, 28) uint8``, ``y_train (N,) int64``, ``x_test``, ``y_test``
+        (``(N, H, W)`` for custom data).
     """
     folder = find_or_download(name, data_dir, download=download)
+    custom = name == CUSTOM
+    verify = verify and not custom
     arrays = {}
     for filename in FILES:
         path = folder / filename
@@ -405,12 +475,14 @@ def load(name="mnist", data_dir=None, *, download=True, verify=True):
         arrays[filename] = read_idx(path)
     for images, labels in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):
         x, y = arrays[images], arrays[labels]
-        _check_images(x, folder / images)
-        _check_label_file(y, folder / labels)
+        _check_images(x, folder / images, size=None if custom else (IMAGE_SIZE, IMAGE_SIZE))
+        _check_label_file(y, folder / labels, n_classes=None if custom else NUM_CLASSES)
         if len(x) != len(y):
             raise DataError(f"{folder / images} has {len(x)} images but {folder / labels} has {len(y)} labels")
         if verify and len(x) != EXPECTED_COUNT[images]:
             raise DataError(f"{folder / images} has {len(x)} images, expected {EXPECTED_COUNT[images]}")
+    if custom:
+        _check_custom(arrays, folder)
     return Dataset(
         arrays[TRAIN_IMAGES],
         arrays[TRAIN_LABELS].astype(np.int64),
@@ -419,13 +491,29 @@ def load(name="mnist", data_dir=None, *, download=True, verify=True):
     )
 
 
+def num_classes(name, ds):
+    """The number of classes of data set ``name`` as loaded in ``ds``.
+
+    :data:`NUM_CLASSES` (10) for MNIST and Fashion-MNIST, whatever labels the
+    files hold; for custom data the largest training label + 1 (:func:`load`
+    has checked that the test labels are below it).
+    """
+    _check_name(name)
+    return int(ds.y_train.max()) + 1 if name == CUSTOM else NUM_CLASSES
+
+
+def file_sha256s(folder):
+    """``{file name: sha256}`` of the four files in ``folder``: what a custom run records of its data."""
+    return {f: file_digest(Path(folder) / f).sha256 for f in FILES}
+
+
 # ---------------------------------------------------------------------------
 # Preparing the inputs
 # ---------------------------------------------------------------------------
 
 
 def to_float(x, xp=np):
-    """Pixels ``(N, 28, 28) uint8`` -> network inputs ``(N, 784) float32`` in [0, 1] on ``xp``'s device.
+    """Pixels ``(N, H, W) uint8`` -> network inputs ``(N, H * W) float32`` in [0, 1] on ``xp``'s device.
 
     The uint8 array is moved first (4x fewer bytes), then converted there.
     """
@@ -461,17 +549,18 @@ def jitter(x, rng, max_shift=2, out=None):
 
     Parameters
     ----------
-    x : (N, 784) float32 array, NumPy or CuPy
+    x : (N, D) float32 array, NumPy or CuPy
+        Square images of ``D = side * side`` pixels, flattened (784 for MNIST).
     rng : generator from :func:`nanokd.backend.default_rng`, on ``x``'s device
     max_shift : int
         ``0`` returns ``x`` itself (not a copy), and draws nothing.
-    out : (N, 784) array, optional
+    out : (N, D) array, optional
         Where to write the result (C-contiguous, same dtype as ``x``; not ``x``
         itself).  Saves allocating 188 MB per epoch on the full training set.
 
     Returns
     -------
-    (N, 784) array, same dtype and device as ``x``.
+    (N, D) array, same dtype and device as ``x``.
     """
     if max_shift < 0:
         raise ValueError(f"max_shift must be >= 0, got {max_shift}")
@@ -500,14 +589,15 @@ def shift_images(x, code, max_shift, out=None):
 
     Vectorised: one loop over the ``(2s+1)**2`` possible shifts, each moving
     all images that drew it at once (on NumPy this is about twice as fast as
-    one gather from a zero-padded copy).  ``out`` as in :func:`jitter`.
+    one gather from a zero-padded copy).  ``out`` as in :func:`jitter`.  The
+    rows of x are square images, flattened (:func:`image_side`).
     """
     xp = get_array_module(x)
     if out is x:
         raise ValueError("jitter cannot work in place: out must not be x")
     if out is not None and (out.shape != x.shape or out.dtype != x.dtype or not out.flags.c_contiguous):
         raise ValueError(f"out must be a C-contiguous {x.shape} {x.dtype} array")
-    n, s, side = len(x), max_shift, IMAGE_SIZE
+    n, s, side = len(x), max_shift, image_side(x.shape[1])
     width = 2 * s + 1
     src = x.reshape(n, side, side)
     out = xp.zeros_like(x) if out is None else out
@@ -523,6 +613,19 @@ def shift_images(x, code, max_shift, out=None):
                 idx, max(-dy, 0) : side - max(dy, 0), max(-dx, 0) : side - max(dx, 0)
             ]
     return out
+
+
+def image_side(n_pixels):
+    """The side of the square images of ``n_pixels`` pixels (28 for 784); ValueError if not a square number.
+
+    Jitter shifts rows and columns of images it gets flattened, so it needs
+    their shape: it takes them to be square, the one shape it can tell from
+    the number of pixels alone.
+    """
+    side = math.isqrt(n_pixels)
+    if side * side != n_pixels:
+        raise ValueError(f"jitter needs square images, but {n_pixels} pixels is not a side x side square")
+    return side
 
 
 def balanced_subset(y, n, seed):

@@ -4,8 +4,14 @@ This is what ``python -m nanokd.train`` runs (:func:`run`), written on the
 library: :func:`nanokd.presets.build` makes each role's network and settings
 from its recipe, :func:`nanokd.trainer.train_model` trains it, and
 :func:`nanokd.teacher.evaluate_errors` counts its test errors, once, at the
-end.  Every model and checkpoint goes into the run's folder, and the test
-errors into ``results.json`` beside them.
+end.  Every model and checkpoint goes into the run's folder, the test
+errors into ``results.json`` beside them, and each role's per-epoch training
+loss and validation errors into ``curves.json`` (and ``curves.png``, with
+matplotlib: :mod:`nanokd.curves`).
+
+The data is loaded and checked before anything is written, so a run on
+wrong data leaves no folder behind.  The networks' input size and class count
+come from the data (784 and 10 for MNIST; anything for ``--dataset custom``).
 """
 
 import time
@@ -14,6 +20,7 @@ from pathlib import Path
 from . import data as nkdata
 from .atomic import write_json_atomic
 from .backend import get_xp, resolve_device
+from .curves import write_curves
 from .mlp import MLP
 from .presets import Recipe, build
 from .teacher import evaluate_errors
@@ -38,10 +45,11 @@ class FlagError(ValueError):
 # ---------------------------------------------------------------------------
 
 
-def _fit(recipe, data, role, title, *, seed, device, out, resume, progress, log, teachers=None, T=1.0, alpha=1.0):
+def _fit(recipe, data, role, title, *, seed, device, out, resume, progress, log, n_classes, teachers=None, T=1.0,
+         alpha=1.0):
     """Build one role's model from its recipe, train it, save it; returns ``(model, history)``."""
     x_train, y_train, x_val, y_val = data
-    model, config = build(recipe, n_in=x_train.shape[1], n_classes=nkdata.NUM_CLASSES, seed=seed, device=device,
+    model, config = build(recipe, n_in=x_train.shape[1], n_classes=n_classes, seed=seed, device=device,
                           T=T, alpha=alpha)
     key, final, checkpoint = FILES[role]
     log(f"\n== {title}: {model!r}, {model.count_params():,} parameters")
@@ -78,14 +86,15 @@ def run(settings, out, *, resume=False, progress=None, log=print):
     Returns the dict that is also written to ``out/results.json``.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        write_json_atomic(out / "config.json", settings)
     device = resolve_device(settings["device"])
     seed, role = settings["seed"], settings["role"]
     recipes = {r: Recipe(**{**settings[r], "hidden": tuple(settings[r]["hidden"])}) for r in ("teacher", "student")}
-    data, (x_test, y_test) = _load_data(settings, device, out, log)
-    common = dict(device=device, out=out, resume=resume, progress=progress, log=log)
+    data, (x_test, y_test), about_data = _load_data(settings, device, out, log)  # before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        write_json_atomic(out / "config.json", settings)
+    common = dict(device=device, out=out, resume=resume, progress=progress, log=log,
+                  n_classes=about_data["n_classes"])
 
     trained = {}  # results key -> (model or list of models, history or None)
     teachers = None
@@ -110,17 +119,29 @@ def run(settings, out, *, resume=False, progress=None, log=print):
     models = {key: _entry(key, model, history, settings, data, x_test, y_test)
               for key, (model, history) in trained.items()}
     results = {"dataset": settings["dataset"], "preset": settings["preset"], "seed": seed, "device": device,
-               "models": models}
+               **about_data, "models": models}
     write_json_atomic(out / "results.json", results)
     log("\n" + format_table(models, len(y_test)))
     log(f"\nwrote {out / 'results.json'}")
+    write_curves(out, {key: history for key, (_, history) in trained.items()}, len(data[3]), log=log)
     return results
 
 
 def _load_data(settings, device, out, log):
-    """The data set on the device: ``((x_train, y_train, x_val, y_val), (x_test, y_test))``."""
+    """The data set on the device, checked against the flags.
+
+    Returns ``((x_train, y_train, x_val, y_val), (x_test, y_test), about)``,
+    where ``about`` holds what results.json records of the data:
+    ``n_classes`` and ``image_size`` (H, W), and for custom data its
+    ``data_dir`` and the ``sha256`` of each of its four files.
+    """
     t0 = time.perf_counter()
-    ds = nkdata.load(settings["dataset"], settings["data_dir"], verify=settings["verify"])
+    name = settings["dataset"]
+    ds = nkdata.load(name, settings["data_dir"], verify=settings["verify"])
+    about = {"n_classes": nkdata.num_classes(name, ds), "image_size": list(ds.x_train.shape[1:])}
+    if name == nkdata.CUSTOM:
+        about.update(data_dir=settings["data_dir"], sha256=nkdata.file_sha256s(settings["data_dir"]))
+    _check_jitter(settings, about["image_size"])
     xp = get_xp(device)
     n_val = settings["val"]
     if not 0 <= n_val < len(ds.x_train):
@@ -128,10 +149,24 @@ def _load_data(settings, device, out, log):
                         f"{len(ds.x_train)} training images, got {n_val}")
     data = nkdata.split_validation(nkdata.to_float(ds.x_train, xp), xp.asarray(ds.y_train), n_val)
     x_test, y_test = nkdata.to_float(ds.x_test, xp), xp.asarray(ds.y_test)
-    log(f"nanokd: {settings['dataset']}, {len(data[0])} training / {n_val} validation / {len(x_test)} test images "
-        f"({time.perf_counter() - t0:.1f} s to load); preset {settings['preset']}, device {device}, "
-        f"seed {settings['seed']}; writing to {out}")
-    return data, (x_test, y_test)
+    h, w = about["image_size"]
+    log(f"nanokd: {name}, {len(data[0])} training / {n_val} validation / {len(x_test)} test images "
+        f"of {h}x{w} pixels, {about['n_classes']} classes ({time.perf_counter() - t0:.1f} s to load); "
+        f"preset {settings['preset']}, device {device}, seed {settings['seed']}; writing to {out}")
+    return data, (x_test, y_test), about
+
+
+def _check_jitter(settings, image_size):
+    """Jitter shifts square images only: a FlagError naming the flag when a role to train has it on other images."""
+    h, w = image_size
+    roles = [r for r in ("teacher", "student") if settings[r]["jitter"]]
+    if settings["teacher_files"] or settings["role"] == "student":
+        roles = [r for r in roles if r != "teacher"]
+    if settings["role"] == "teacher":
+        roles = [r for r in roles if r != "student"]
+    if roles and h != w:
+        raise FlagError(f"argument --{roles[0]}-jitter / --jitter: jitter needs square images, but the images of "
+                        f"{settings['data_dir'] or settings['dataset']} are {h}x{w}; pass --jitter 0")
 
 
 def _entry(key, model, history, settings, data, x_test, y_test):

@@ -3,6 +3,7 @@ r"""The "dark knowledge" viewer: what a teacher's soft targets say about an imag
     python -m nanokd.show --model teacher.npz --index 7 --T 1 4 20
     python -m nanokd.show --model teacher.npz --similar
     python -m nanokd.show --model teacher.npz --index 7 --png dark.png
+    python -m nanokd.show --curves runs/20250101-120000      # a run's learning curves
 
 A trained teacher puts almost all of its probability on the right class, but
 not all of it, and how it spreads the rest is knowledge: a 2 may get 1e-6 of
@@ -26,6 +27,14 @@ far apart (as T grows the ranking tends to that of the mean logits).
 ``--png FILE`` draws the same as a picture (needs matplotlib:
 ``pip install nanokd[plot]``).
 
+``--curves RUN_DIR`` shows a run's learning curves instead (each role's
+training loss and validation errors per epoch, from ``RUN_DIR/curves.json``,
+see :mod:`nanokd.curves`) and draws them again into ``RUN_DIR/curves.png``
+(or ``--png FILE``).
+
+Images of any size and any number of classes work (``--dataset custom
+--data-dir DIR``); the model must take the images' H x W pixels.
+
 The temperature and the gradients it brings are explained in
 docs/gradients.md, sections 3 to 5.
 """
@@ -37,6 +46,7 @@ import sys
 
 import numpy as np
 
+from . import curves as nkcurves
 from . import data as nkdata
 from .atomic import save_figure_atomic
 from .backend import DEVICES, to_numpy
@@ -66,15 +76,17 @@ ASCII = dict(shades=" .:o#", eighths="        ", full="#", frame="+-+|++", mark=
 
 
 def render_image(image, chars=UNICODE):
-    """A (28, 28) uint8 image as 14 strings of 28 characters.
+    """An (H, W) uint8 image as ceil(H / 2) strings of W characters (14 of 28 for MNIST).
 
     Each character stands for two pixels, one above the other (terminal
     characters are about twice as tall as wide), shaded by their mean
-    brightness on the ramp " ░▒▓█".
+    brightness on the ramp " ░▒▓█".  An odd last row is paired with black.
     """
     shades = chars["shades"]
     img = np.asarray(image, dtype=np.float64)
-    pairs = (img[0::2] + img[1::2]) / 2                       # (14, 28)
+    if len(img) % 2:
+        img = np.vstack([img, np.zeros((1, img.shape[1]))])
+    pairs = (img[0::2] + img[1::2]) / 2                       # (14, 28) for MNIST
     levels = np.rint(pairs / 255 * (len(shades) - 1)).astype(int)
     return ["".join(shades[k] for k in row) for row in levels]
 
@@ -123,7 +135,7 @@ def soft_target_lines(p, T, names, label, chars=UNICODE):
 
 
 def teacher_logits(model, images, batch_size=1000):
-    """The model's logits for uint8 images (N, 28, 28), as a float64 host array (N, C).
+    """The model's logits for uint8 images (N, H, W), as a float64 host array (N, C).
 
     :func:`nanokd.teacher.compute_teacher_logits`, on the images converted
     ``batch_size`` at a time (so a whole test set is never held as floats twice).
@@ -257,15 +269,21 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m nanokd.show",
         description="Show a teacher's soft targets (its 'dark knowledge') for a test image at several "
-                    "temperatures, or, with --similar, which classes it finds alike.")
-    parser.add_argument("--model", required=True, help="a model file saved by nanokd (python -m nanokd.train)")
+                    "temperatures, or, with --similar, which classes it finds alike; or, with --curves, "
+                    "a run's learning curves.")
+    parser.add_argument("--model", default=None,
+                        help="a model file saved by nanokd (python -m nanokd.train); needed unless --curves")
+    parser.add_argument("--curves", metavar="RUN_DIR", default=None,
+                        help="show the learning curves of the run in RUN_DIR (its curves.json) and draw them "
+                             "into RUN_DIR/curves.png, or --png FILE (the picture needs matplotlib)")
     parser.add_argument("--index", type=int, default=None,
                         help="which test image to show (default 0; with --similar, none unless given)")
     parser.add_argument("--T", type=_positive_float, nargs="+", default=None, metavar="T",
                         help="temperatures (default: 1 4 20 for the image, 4 for --similar)")
     parser.add_argument("--dataset", choices=nkdata.DATASETS, default="mnist")
     parser.add_argument("--data-dir", default=None,
-                        help="folder with the four IDX files (default: $NANOKD_DATA, the cache, or download)")
+                        help="folder with the four IDX files (default: $NANOKD_DATA, the cache, or download; "
+                             "needed for --dataset custom)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the checksum and size checks of the data files (for home-made files)")
     parser.add_argument("--similar", action="store_true",
@@ -279,6 +297,10 @@ def main(argv=None):
     """Run the viewer; returns the exit status (0 on success)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.curves is not None:
+        return show_curves(args.curves, args.png)
+    if args.model is None:
+        parser.error("the following argument is required: --model (or --curves RUN_DIR)")
     out = sys.stdout
     chars = _chars_for(out)
     show_image = args.index is not None or not args.similar
@@ -296,16 +318,20 @@ def main(argv=None):
         if not os.path.isfile(args.model):
             return fail(f"no model file {args.model} (train one with: python -m nanokd.train)")
         model = MLP.load(args.model, device=args.device)
-        if model.sizes[0] != nkdata.IMAGE_SIZE ** 2:
-            return fail(f"{args.model} takes inputs of size {model.sizes[0]}, not 28 x 28 = 784 pixels")
         ds = nkdata.load(args.dataset, args.data_dir, verify=not args.no_verify)
     except (OSError, ValueError, ImportError, RuntimeError) as e:  # RuntimeError: no CUDA
         return fail(e)
-
+    h, w = ds.x_test.shape[1:]
+    if model.sizes[0] != h * w:
+        return fail(f"{args.model} takes inputs of size {model.sizes[0]}, not {h} x {w} = {h * w} pixels "
+                    f"(the images of {args.data_dir or args.dataset})")
     x, y = ds.x_test, ds.y_test
     n_classes = model.sizes[-1]
-    names = CLASS_NAMES[args.dataset] if n_classes == len(CLASS_NAMES[args.dataset]) else \
-        tuple(str(c) for c in range(n_classes))
+    if len(y) and y.max() >= n_classes:
+        return fail(f"{args.model} has {n_classes} outputs, but the test labels go up to {y.max()}: "
+                    f"is it a model of another data set?")
+    known = CLASS_NAMES.get(args.dataset, ())
+    names = known if n_classes == len(known) else tuple(str(c) for c in range(n_classes))
     if show_image and not 0 <= index < len(x):
         return fail(f"--index must be in [0, {len(x) - 1}] ({len(x)} test images), got {index}")
 
@@ -338,6 +364,32 @@ def main(argv=None):
         except OSError as e:
             return fail(f"could not write {args.png}: {e}")
         print(f"\nwrote {args.png}", file=out)
+    return 0
+
+
+def show_curves(run_dir, png=None):
+    """``--curves RUN_DIR``: print the run's learning curves and draw them; returns the exit status.
+
+    The picture goes to ``png``, by default ``RUN_DIR/curves.png``.  Without
+    matplotlib the numbers are still printed, with one line saying how to get
+    the picture; that is an error (status 1) only when ``--png`` asked for it.
+    """
+    try:
+        record = nkcurves.read_curves(run_dir)
+    except ValueError as e:
+        print(f"nanokd.show: error: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(nkcurves.curve_lines(record)))
+    path = png or os.path.join(run_dir, nkcurves.CURVES_PNG)
+    try:
+        nkcurves.plot_curves(record, path)
+    except ImportError:
+        print(f"nanokd.show: no picture: matplotlib is not installed ({nkcurves.PLOT_HINT})", file=sys.stderr)
+        return 1 if png else 0
+    except OSError as e:
+        print(f"nanokd.show: error: could not write {path}: {e}", file=sys.stderr)
+        return 1
+    print(f"\nwrote {path}")
     return 0
 
 

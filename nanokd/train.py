@@ -3,9 +3,13 @@ r"""The command line ``python -m nanokd.train``: flags in, one run of the experi
     python -m nanokd.train                     # the quick preset: all three roles, then a table
     python -m nanokd.train --preset paper      # the paper's nets and recipe (meant for a GPU)
     python -m nanokd.train --role distill --teacher runs/a/teacher.npz runs/b/teacher.npz
+    python -m nanokd.train --dataset fashion-mnist            # Fashion-MNIST's own quick preset
+    python -m nanokd.train --dataset custom --data-dir DIR    # any four IDX files named as MNIST's
 
 This module holds only the command line: the flags (one per field of a
 :class:`~nanokd.presets.Recipe`, per role), their checks, and :func:`main`.
+``--dataset`` picks the table of presets (:data:`~nanokd.presets.DATASET_PRESETS`)
+that ``--preset`` chooses from and ``--help`` shows.
 What a run does is :func:`nanokd.experiment.run`; the loop it trains with is
 :func:`nanokd.trainer.train_model`.  The names that used to live here are
 still importable from here.
@@ -25,11 +29,11 @@ from . import data as nkdata
 from .backend import DEVICES
 from .checkpoint import load_checkpoint, save_checkpoint
 from .experiment import FILES, ROLES, FlagError, format_table, run
-from .presets import PRESETS, Recipe
+from .presets import DATASET_PRESETS, DEFAULT_PRESET, PRESETS, Recipe, presets_for
 from .teacher import compute_teacher_logits, ensemble_logits, evaluate_errors
 from .trainer import TrainConfig, epoch_seeds, train_model
 
-__all__ = ["build_parser", "main", "settings_from_args",
+__all__ = ["build_parser", "dataset_from_argv", "main", "settings_from_args",
            # moved to their own modules, and still importable from here:
            "FILES", "PRESETS", "ROLES", "FlagError", "Recipe", "TrainConfig", "compute_teacher_logits",
            "ensemble_logits", "epoch_seeds", "evaluate_errors", "format_table", "load_checkpoint", "run",
@@ -86,34 +90,53 @@ def _fmt_value(v):
     return " ".join(map(str, v)) if isinstance(v, tuple) else f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _preset_table():
-    """The defaults of the training flags, one column per preset and role (for --help)."""
-    cols = [(p, r) for p in PRESETS for r in ("teacher", "student")]
-    lines = ["defaults of the training flags, per --preset and role:",
+def _preset_table(dataset="mnist"):
+    """The defaults of the training flags for ``dataset``, one column per preset and role (for --help)."""
+    table = presets_for(dataset)
+    cols = [(p, r) for p in table for r in ("teacher", "student")]
+    lines = [f"defaults of the training flags for --dataset {dataset}, per --preset and role",
+             "(each data set has its own table: --dataset NAME --help):",
              "  " + " " * 18 + "".join(f"{p + ' ' + r:>17}" for p, r in cols)]
     for field in RECIPE_FLAGS:
-        cells = [_fmt_value(getattr(PRESETS[p][r], field)) for p, r in cols]
+        cells = [_fmt_value(getattr(table[p][r], field)) for p, r in cols]
         lines.append(f"  {_flag(field):18s}" + "".join(f"{c:>17}" for c in cells))
     for key in ("T", "alpha"):  # distilled student only: one value per preset, in its student column
-        lines.append(f"  --{key:16s}" + "".join(f"{PRESETS[p][key]:>17g}" if r == "student" else " " * 17
+        lines.append(f"  --{key:16s}" + "".join(f"{table[p][key]:>17g}" if r == "student" else " " * 17
                                                for p, r in cols))
     lines.append("")
-    lines += [textwrap.fill(f"{p}: {PRESETS[p]['about']}", 100, initial_indent="  ", subsequent_indent="    ")
-              for p in PRESETS]
+    lines += [textwrap.fill(f"{p}: {table[p]['about']}", 100, initial_indent="  ", subsequent_indent="    ")
+              for p in table]
     return "\n".join(lines)
 
 
-def build_parser():
+def dataset_from_argv(argv=None):
+    """The ``--dataset`` among the arguments (default mnist), read before the parser is built.
+
+    The parser's ``--preset`` choices and its ``--help`` table depend on the
+    data set; an unknown name gives mnist here and is reported by the parser.
+    """
+    peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    peek.add_argument("--dataset", default="mnist")
+    args, _ = peek.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return args.dataset if args.dataset in DATASET_PRESETS else "mnist"
+
+
+def build_parser(dataset="mnist"):
+    """The parser of ``python -m nanokd.train``, with ``dataset``'s presets (its --preset choices and --help table)."""
+    table = presets_for(dataset)
     parser = argparse.ArgumentParser(
         prog="python -m nanokd.train",
         description=textwrap.fill(
-            "Knowledge distillation on MNIST (Hinton, Vinyals & Dean 2015, section 3): train a teacher, a baseline "
-            "student on the hard labels, and the same student distilled from the teacher's soft targets at "
-            "temperature T; then print their test errors side by side.", 100),
-        epilog=_preset_table() + "\n\nexamples:\n"
+            "Knowledge distillation on MNIST, Fashion-MNIST or your own IDX data (Hinton, Vinyals & Dean 2015, "
+            "section 3): train a teacher, a baseline student on the hard labels, and the same student distilled "
+            "from the teacher's soft targets at temperature T; then print their test errors side by side, and "
+            "write the learning curves (curves.json, and curves.png with matplotlib).", 100),
+        epilog=_preset_table(dataset) + "\n\nexamples:\n"
                "  python -m nanokd.train                                # quick preset, all three roles\n"
                "  python -m nanokd.train --preset paper --device cuda\n"
                "  python -m nanokd.train --role distill --teacher runs/A/teacher.npz runs/B/teacher.npz --T 8\n"
+               "  python -m nanokd.train --dataset fashion-mnist --preset full\n"
+               "  python -m nanokd.train --dataset custom --data-dir ~/data/kmnist  # four IDX files named as MNIST's\n"
                "  python -m nanokd.train --resume runs/20250101-120000  # continue an interrupted run",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
@@ -122,15 +145,17 @@ def build_parser():
     run.add_argument("--role", choices=ROLES, default=None,
                      help="all: teacher, then baseline student, then distilled student (default); or one of them "
                           "alone (distill needs --teacher)")
-    run.add_argument("--preset", choices=tuple(PRESETS), default=None,
-                     help="the defaults of the training flags, see the table below (default: quick)")
+    run.add_argument("--preset", choices=tuple(table), default=None,
+                     help=f"the defaults of the training flags for the --dataset, see the table below "
+                          f"(default: {DEFAULT_PRESET})")
     run.add_argument("--teacher", nargs="+", metavar="PATH", default=None,
                      help="distil from these saved teachers (teacher.npz of earlier runs) instead of training one; "
                           "several form an ensemble whose soft targets are the mean of their tempered probabilities")
     run.add_argument("--T", type=_pos_float, default=None, metavar="T",
-                     help="distillation temperature (default: 20)")
+                     help="distillation temperature (default: the preset's, see the table)")
     run.add_argument("--alpha", type=_unit, default=None, metavar="A",
-                     help="weight of the soft-target term alpha*T^2*KL(p||q) + (1-alpha)*CE (default: 0.9)")
+                     help="weight of the soft-target term alpha*T^2*KL(p||q) + (1-alpha)*CE (default: the "
+                          "preset's)")
     run.add_argument("--seed", type=_nonneg_int, default=None, metavar="S",
                      help="seeds the initial weights, shuffles, dropout and jitter (default: 0)")
     run.add_argument("--device", choices=DEVICES, default=None,
@@ -144,11 +169,15 @@ def build_parser():
                      help="no progress bars (they are shown only on a terminal anyway)")
 
     d = parser.add_argument_group("data")
-    d.add_argument("--dataset", choices=nkdata.DATASETS, default=None, help="(default: mnist)")
+    d.add_argument("--dataset", choices=nkdata.DATASETS, default=None,
+                   help="(default: mnist). custom: your own four IDX files, named as MNIST's "
+                        "(train-images-idx3-ubyte.gz ...), in --data-dir: images of any size H x W, classes 0 to the "
+                        "largest training label; checked, but without checksums")
     d.add_argument("--data-dir", metavar="DIR", default=None,
                    help="folder with the four IDX .gz files (default: $NANOKD_DATA, else the cache "
                         "$XDG_CACHE_HOME/nanokd/<dataset> (~/.cache/nanokd/<dataset>), else a system folder such as "
-                        "/usr/share/datasets/fashion-mnist, else a download into the cache)")
+                        "/usr/share/datasets/fashion-mnist, else a download into the cache); needed for "
+                        "--dataset custom")
     d.add_argument("--val", type=_nonneg_int, metavar="N", default=None,
                    help="hold out the last N training images for validation (model selection only; default: 10000; "
                         "0: none). The test set is used once, at the end")
@@ -168,12 +197,20 @@ def build_parser():
 
 def settings_from_args(args, parser):
     """The run's complete settings (a JSON-able dict) from parsed flags and the preset."""
-    preset_name = args.preset or "quick"
-    preset = PRESETS[preset_name]
+    dataset = args.dataset or "mnist"
+    table = presets_for(dataset)
+    preset_name = args.preset or DEFAULT_PRESET
+    if preset_name not in table:  # a parser built for another data set's presets let it through
+        parser.error(f"argument --preset: --dataset {dataset} has the presets {', '.join(table)}, "
+                     f"not {preset_name!r}")
+    if dataset == nkdata.CUSTOM and args.data_dir is None:
+        parser.error(f"--dataset {nkdata.CUSTOM} needs --data-dir DIR, the folder with your four IDX files "
+                     f"({', '.join(nkdata.FILES)})")
+    preset = table[preset_name]
     settings = {
         "role": args.role or "all",
         "preset": preset_name,
-        "dataset": args.dataset or "mnist",
+        "dataset": dataset,
         "data_dir": None if args.data_dir is None else os.path.abspath(args.data_dir),
         "val": 10000 if args.val is None else args.val,
         "verify": not args.no_verify,
@@ -207,7 +244,7 @@ def settings_from_args(args, parser):
 
 def main(argv=None):
     """``python -m nanokd.train``: parse the flags, run, return the exit status."""
-    parser = build_parser()
+    parser = build_parser(dataset_from_argv(argv))
     args = parser.parse_args(argv)
     if args.resume is not None:
         given = [a for a in (argv if argv is not None else sys.argv[1:]) if a.startswith("--")

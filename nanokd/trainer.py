@@ -78,7 +78,8 @@ class TrainConfig:
         stays.  ``momentum_start=None`` means no ramp.
     jitter : int
         Translate every training image by up to this many pixels, freshly each
-        epoch (:func:`nanokd.data.jitter`); 0 for none.  x must then be 28x28 images.
+        epoch (:func:`nanokd.data.jitter`); 0 for none.  x must then be square images
+        (784 = 28 x 28 inputs for MNIST).
     T, alpha : float
         Temperature and the weight of the soft term (1 = soft targets only);
         used only with a teacher.
@@ -318,8 +319,8 @@ class _Run:
         self.n = self.x.shape[0]
         if self.n == 0:
             raise ValueError("x is empty: nothing to train on")
-        if config.jitter and model.sizes[0] != nkdata.IMAGE_SIZE ** 2:
-            raise ValueError(f"jitter needs 28x28 images (784 inputs), but the model takes {model.sizes[0]}")
+        if config.jitter:
+            nkdata.image_side(model.sizes[0])  # jitter shifts square images: ValueError unless the inputs are one
         self.validate = x_val is not None and y_val is not None and len(x_val) > 0
         self.x_val = self.y_val = None
         if self.validate:

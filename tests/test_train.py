@@ -304,8 +304,8 @@ def test_bad_model_and_data_are_named(tiny):
         nkteacher.evaluate_errors(nk.MLP([784, 8, 10]), x, y[:-1])
     with pytest.raises(ValueError, match="x is empty"):
         trainer.train_model(nk.MLP([784, 8, 10]), x[:0], y[:0], **kw)
-    with pytest.raises(ValueError, match="jitter needs 28x28 images"):
-        trainer.train_model(nk.MLP([196, 8, 10]), x[:, :196], y, jitter=1, **kw)
+    with pytest.raises(ValueError, match="jitter needs square images, but 195 pixels is not a side x side square"):
+        trainer.train_model(nk.MLP([195, 8, 10]), x[:, :195], y, jitter=1, **kw)
     with pytest.raises(ValueError, match="pass teacher or teacher_logits, not both"):
         trainer.train_model(nk.MLP([784, 8, 10]), x, y, teacher=nk.MLP([784, 8, 10]),
                           teacher_logits=np.zeros((len(x), 10), np.float32), **kw)

@@ -1,0 +1,302 @@
+"""Tests for the data sets beyond MNIST: per-data-set presets, a user's own IDX data, and learning curves.
+
+The custom data is made here, on the spot: 14x14 images of 5 classes (not
+MNIST's 28x28 and 10), a task a tiny net learns in two epochs.  Everything runs
+in seconds.
+"""
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import re
+import struct
+import sys
+
+import numpy as np
+import pytest
+
+import nanokd as nk
+from nanokd import curves, data, presets, show, train
+
+SIDE, N_CLASSES, N_TRAIN, N_TEST, N_VAL = 14, 5, 200, 50, 40
+
+
+def write_idx_gz(path, array):
+    """A uint8 array as a gzip-compressed IDX file (magic 0x0000 08 <ndim>, big-endian sizes, bytes)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def images(labels, rng, shape=(SIDE, SIDE)):
+    """Dim noise plus a bright 3x3 square whose column depends on the label."""
+    x = rng.integers(0, 40, (len(labels), *shape), dtype=np.uint8)
+    for i, c in enumerate(labels):
+        x[i, 5:8, 1 + 2 * c:4 + 2 * c] = 250
+    return x
+
+
+def write_custom(folder, *, n_train=N_TRAIN, n_test=N_TEST, train_shape=(SIDE, SIDE), test_shape=(SIDE, SIDE),
+                 test_labels=None, seed=0):
+    """Four IDX files of a 5-class data set in ``folder``; returns it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    y_train = np.arange(n_train, dtype=np.uint8) % N_CLASSES
+    y_test = (np.arange(n_test, dtype=np.uint8) % N_CLASSES) if test_labels is None else np.asarray(test_labels)
+    write_idx_gz(folder / data.TRAIN_IMAGES, images(y_train, rng, train_shape))
+    write_idx_gz(folder / data.TRAIN_LABELS, y_train)
+    write_idx_gz(folder / data.TEST_IMAGES, images(y_test, rng, test_shape))
+    write_idx_gz(folder / data.TEST_LABELS, y_test)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def custom_dir(tmp_path_factory):
+    return write_custom(tmp_path_factory.mktemp("custom") / "data")
+
+
+def cli(folder, out, *extra):
+    """The arguments of a fast run of all three roles on custom data."""
+    return ["--dataset", "custom", "--data-dir", str(folder), "--val", str(N_VAL), "--device", "cpu",
+            "--no-progress", "--out", str(out), "--teacher-hidden", "32", "--student-hidden", "16",
+            "--epochs", "2", "--batch-size", "20", *extra]
+
+
+@pytest.fixture(scope="module")
+def custom_run(custom_dir, tmp_path_factory):
+    """One run of the CLI on the custom data: (its folder, its stdout)."""
+    out = tmp_path_factory.mktemp("runs") / "run"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert train.main(cli(custom_dir, out)) == 0
+    return out, stdout.getvalue()
+
+
+# ---------------------------------------------------------------------------
+# Presets per data set
+# ---------------------------------------------------------------------------
+
+
+def test_each_data_set_has_its_table_and_mnist_keeps_its_own():
+    assert presets.DATASET_PRESETS["mnist"] is presets.PRESETS is train.PRESETS
+    assert set(presets.PRESETS) == {"quick", "paper"}
+    assert set(presets.DATASET_PRESETS["fashion-mnist"]) == {"quick", "full"}
+    assert set(presets.DATASET_PRESETS) == set(data.DATASETS)
+    for name, table in presets.DATASET_PRESETS.items():
+        assert presets.DEFAULT_PRESET in table, name
+        for preset in table.values():
+            assert isinstance(preset["teacher"], presets.Recipe) and isinstance(preset["student"], presets.Recipe)
+            assert preset["T"] > 0 and 0 <= preset["alpha"] <= 1 and preset["about"]
+    for preset in (*presets.FASHION_PRESETS.values(), *presets.CUSTOM_PRESETS.values()):
+        assert preset["teacher"].jitter == preset["student"].jitter == 0  # no shifts off MNIST unless asked
+    assert "benchmarks.fashion_val" in presets.FASHION_PRESETS["quick"]["about"]  # cites its validation study
+    with pytest.raises(ValueError, match="no presets for data set 'cifar'"):
+        presets.presets_for("cifar")
+
+
+def test_dataset_picks_the_presets_the_flags_default_to():
+    parser = train.build_parser("fashion-mnist")
+    s = train.settings_from_args(parser.parse_args(["--dataset", "fashion-mnist"]), parser)
+    quick = presets.FASHION_PRESETS["quick"]
+    assert s["preset"] == "quick" and s["teacher"]["jitter"] == 0 and s["T"] == quick["T"]
+    assert s["teacher"]["hidden"] == list(quick["teacher"].hidden)
+    s = train.settings_from_args(parser.parse_args(["--dataset", "fashion-mnist", "--preset", "full"]), parser)
+    assert s["teacher"]["hidden"] == list(presets.FASHION_PRESETS["full"]["teacher"].hidden)
+    assert train.dataset_from_argv(["--epochs", "3", "--dataset=fashion-mnist"]) == "fashion-mnist"
+    assert train.dataset_from_argv(["--dataset", "cifar"]) == "mnist"  # the parser reports it
+
+
+def test_help_shows_the_chosen_data_sets_table(capsys):
+    with pytest.raises(SystemExit) as e:
+        train.main(["--dataset", "fashion-mnist", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "for --dataset fashion-mnist" in text and "quick teacher" in text and "full student" in text
+    assert "paper teacher" not in text and "benchmarks.fashion_val" in text
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    text = capsys.readouterr().out
+    assert "for --dataset mnist" in text and "paper teacher" in text and "full teacher" not in text
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--dataset", "fashion-mnist", "--preset", "paper"], "--preset"),
+    (["--dataset", "custom"], "--dataset custom needs --data-dir"),
+])
+def test_bad_dataset_flags_exit_2_naming_the_flag(argv, match, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        train.main(argv)
+    assert e.value.code == 2
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------
+# A user's own data
+# ---------------------------------------------------------------------------
+
+
+def test_custom_data_loads_with_its_own_size_and_classes(custom_dir):
+    ds = data.load("custom", custom_dir)
+    assert ds.x_train.shape == (N_TRAIN, SIDE, SIDE) and ds.x_test.shape == (N_TEST, SIDE, SIDE)
+    assert data.num_classes("custom", ds) == N_CLASSES
+    assert data.to_float(ds.x_test).shape == (N_TEST, SIDE * SIDE)
+    with pytest.raises(data.DataError, match="checksum"):  # the known data sets keep their checks
+        data.load("mnist", custom_dir)
+
+
+def test_custom_data_trains_end_to_end_through_the_cli(custom_run, custom_dir):
+    out, stdout = custom_run
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"] == "custom" and results["data_dir"] == str(custom_dir)
+    assert results["n_classes"] == N_CLASSES and results["image_size"] == [SIDE, SIDE]
+    assert results["sha256"] == {f: hashlib.sha256((custom_dir / f).read_bytes()).hexdigest() for f in data.FILES}
+    assert list(results["models"]) == ["teacher", "baseline", "distilled"]
+    assert nk.MLP.load(out / "teacher.npz").sizes == [SIDE * SIDE, 32, N_CLASSES]
+    assert nk.MLP.load(out / "distilled.npz").sizes == [SIDE * SIDE, 16, N_CLASSES]
+    for entry in results["models"].values():
+        assert 0 <= entry["test_errors"] <= N_TEST
+    assert results["models"]["teacher"]["test_errors"] < 0.5 * N_TEST  # it learned (chance: 80 % errors)
+    assert f"{SIDE}x{SIDE} pixels, {N_CLASSES} classes" in stdout
+
+
+def test_jitter_works_on_other_square_sizes_and_is_refused_on_non_square_images(custom_dir, tmp_path, capsys):
+    x = np.zeros((1, SIDE * SIDE), np.float32)
+    x[0, 0] = 1.0
+    shifted = data.shift_images(x, np.array([(1 + 1) * 3 + (0 + 1)]), 1)  # one row down
+    assert shifted.reshape(SIDE, SIDE)[1, 0] == 1.0 and shifted.sum() == 1.0
+    assert train.main(cli(custom_dir, tmp_path / "jitter", "--jitter", "1", "--epochs", "1")) == 0
+
+    wide = write_custom(tmp_path / "wide", train_shape=(14, 10), test_shape=(14, 10))
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:
+        train.main(cli(wide, out, "--teacher-jitter", "2"))
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--teacher-jitter" in err and "jitter needs square images" in err and "14x10" in err
+    assert not out.exists()
+    assert train.main(cli(wide, out, "--epochs", "1")) == 0  # without jitter, non-square images are fine
+    assert json.loads((out / "results.json").read_text())["image_size"] == [14, 10]
+
+
+def _missing(folder):
+    (folder / data.TEST_LABELS).unlink()
+
+
+def _counts(folder):
+    write_idx_gz(folder / data.TRAIN_LABELS, np.arange(N_TRAIN - 1, dtype=np.uint8) % N_CLASSES)
+
+
+def _size(folder):
+    write_idx_gz(folder / data.TEST_IMAGES, np.zeros((N_TEST, 12, 12), np.uint8))
+
+
+def _range(folder):
+    write_idx_gz(folder / data.TEST_LABELS, np.array([0, 1, 7] + [2] * (N_TEST - 3), np.uint8))
+
+
+def _magic(folder):
+    write_idx_gz(folder / data.TRAIN_IMAGES, np.zeros(N_TRAIN, np.uint8))  # a label file's magic number
+
+
+@pytest.mark.parametrize("spoil, file, problem", [
+    (_missing, data.TEST_LABELS, "lacks"),
+    (_counts, data.TRAIN_LABELS, f"has {N_TRAIN} images but"),
+    (_size, data.TEST_IMAGES, f"holds 12x12 images but .* holds {SIDE}x{SIDE} images"),
+    (_range, data.TEST_LABELS, f"has label 7, out of the range 0-{N_CLASSES - 1}"),
+    (_magic, data.TRAIN_IMAGES, r"should hold \(N, H, W\) uint8 images"),
+], ids=["missing-file", "count-mismatch", "image-size", "label-range", "magic"])
+def test_wrong_custom_data_is_named_and_leaves_nothing_behind(spoil, file, problem, tmp_path, capsys):
+    folder = write_custom(tmp_path / "data")
+    spoil(folder)
+    out = tmp_path / "run"
+    assert train.main(cli(folder, out)) == 1
+    err = capsys.readouterr().err
+    assert file in err, err
+    assert re.search(problem, err), err
+    assert not out.exists()  # no run folder, no config.json
+    with pytest.raises(data.DataError, match=problem):
+        data.load("custom", folder)
+
+
+def test_custom_data_needs_its_folder():
+    with pytest.raises(data.DataError, match="--dataset custom needs a folder"):
+        data.load("custom")
+
+
+# ---------------------------------------------------------------------------
+# The viewer on custom data
+# ---------------------------------------------------------------------------
+
+
+def test_show_follows_the_image_size_and_class_count(custom_run, custom_dir, capsys):
+    out, _ = custom_run
+    argv = ["--model", str(out / "teacher.npz"), "--dataset", "custom", "--data-dir", str(custom_dir)]
+    assert show.main([*argv, "--index", "3", "--T", "1", "4"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("entropy") == 2 and f"(uniform: {np.log2(N_CLASSES):.3f})" in text
+    assert "┌" + "─" * SIDE + "┐" in text  # the image is 14 characters wide
+    assert show.main([*argv, "--similar"]) == 0
+    assert f"({N_TEST // N_CLASSES} images)" in capsys.readouterr().out
+    nk.MLP([784, 8, N_CLASSES]).save(out.parent / "mnist-sized.npz")
+    assert show.main(["--model", str(out.parent / "mnist-sized.npz"), *argv[2:]]) == 1
+    assert f"takes inputs of size 784, not {SIDE} x {SIDE} = {SIDE * SIDE} pixels" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# Learning curves
+# ---------------------------------------------------------------------------
+
+
+def test_each_run_writes_its_learning_curves(custom_run):
+    out, stdout = custom_run
+    record = json.loads((out / curves.CURVES_JSON).read_text())
+    assert record["n_val"] == N_VAL and list(record["roles"]) == ["teacher", "baseline", "distilled"]
+    for role in record["roles"].values():
+        assert role["epoch"] == [1, 2] and len(role["loss"]) == len(role["val_errors"]) == 2
+        assert all(0 <= e <= N_VAL for e in role["val_errors"])
+        assert role["val_error_pct"] == [pytest.approx(100 * e / N_VAL) for e in role["val_errors"]]
+    results = json.loads((out / "results.json").read_text())
+    for role, entry in results["models"].items():
+        assert record["roles"][role]["val_errors"][-1] == entry["val_errors"]
+    pytest.importorskip("matplotlib")
+    assert (out / curves.CURVES_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"{out / curves.CURVES_PNG}" in stdout
+
+
+def test_show_curves_prints_and_draws_them_again(custom_run, tmp_path, capsys):
+    out, _ = custom_run
+    png = tmp_path / "again.png"
+    assert show.main(["--curves", str(out), "--png", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "teacher loss" in text and "distilled val err" in text and f"out of {N_VAL}" in text
+    assert len([line for line in text.splitlines() if line.strip().startswith(("1 ", "2 "))]) == 2
+    pytest.importorskip("matplotlib")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_show_curves_errors_are_one_clear_line(tmp_path, capsys):
+    assert show.main(["--curves", str(tmp_path)]) == 1
+    assert f"no {tmp_path / curves.CURVES_JSON}" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        show.main([])
+    assert e.value.code == 2 and "--model (or --curves RUN_DIR)" in capsys.readouterr().err
+
+
+def test_without_matplotlib_the_numbers_are_written_and_one_line_says_how_to_get_the_picture(
+        custom_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    out = tmp_path / "run"
+    assert train.main(cli(custom_dir, out, "--epochs", "1")) == 0
+    assert (out / curves.CURVES_JSON).is_file() and not (out / curves.CURVES_PNG).exists()
+    hint = [line for line in capsys.readouterr().out.splitlines() if curves.PLOT_HINT in line]
+    assert len(hint) == 1 and "matplotlib is not installed" in hint[0]
+    assert show.main(["--curves", str(out)]) == 0  # the numbers still; one line on how to get the picture
+    captured = capsys.readouterr()
+    assert "teacher loss" in captured.out and curves.PLOT_HINT in captured.err
+    assert not (out / curves.CURVES_PNG).exists()
+    assert show.main(["--curves", str(out), "--png", str(tmp_path / "x.png")]) == 1  # asked for, not drawn
