@@ -359,19 +359,25 @@ def verify_file(path, name, filename=None):
 
     ``filename`` defaults to the name of ``path``.  Raises :class:`DataError`
     on a checksum mismatch, naming the file and, when it recognises it, which
-    file it actually is.
+    file it actually is: then the advice is to keep it (it is good, only in
+    the wrong place), else to replace it.
     """
     path = Path(path)
     filename = filename or path.name
     digest = file_digest(path)
     if digest in KNOWN_FILES[name][filename]:
         return
-    actually = [f"{other}/{f}" for other, files in KNOWN_FILES.items() for f, ds in files.items() if digest in ds]
-    hint = f" (it is {actually[0]})" if actually else ""
-    raise DataError(
-        f"checksum mismatch for {path}: md5 {digest.md5} is not that of {name}'s {filename}{hint}. "
-        f"The file is corrupt or from another data set: delete it and download or copy it again."
-    )
+    known = [(other, f) for other, files in KNOWN_FILES.items() for f, ds in files.items() if digest in ds]
+    mismatch = f"checksum mismatch for {path}: md5 {digest.md5} is not that of {name}'s {filename}"
+    if not known:
+        raise DataError(f"{mismatch}. The file is corrupt or not one of the {name} files: delete it and download "
+                        f"or copy it again (or pass --no-verify for a home-made file).")
+    other, actual = known[0]
+    if other != name:  # a good file of the other data set: deleting it would lose it
+        raise DataError(f"{mismatch} (it is {other}/{actual}): a good file of the other data set, keep it. Pass "
+                        f"--dataset {other} to train on {other}, or point --data-dir at a folder of the {name} files.")
+    raise DataError(f"{mismatch} (it is {other}/{actual}): a good file under the wrong name, keep it. Rename the "
+                    f"files in {path.parent} after what they hold.")
 
 
 def read_idx(path):

@@ -48,7 +48,7 @@ import numpy as np
 
 from .losses import FAR, GRAD_SPLIT, PSI_SERIES, PSI_SPLIT, cross_entropy_and_grad, distillation_loss_and_grad, \
     series_limit
-from .optim import SGD
+from .optim import SGD, check_grads
 
 _enabled = True
 
@@ -409,8 +409,7 @@ def momentum_step(optimizer, grads):
     kernel = _momentum()
     if kernel is None:
         return False
-    if len(grads) != len(optimizer.params):
-        raise ValueError(f"expected {len(optimizer.params)} gradients, got {len(grads)}")
+    check_grads(optimizer.params, grads)
     lr, momentum = float(optimizer.lr), float(optimizer.momentum)
     for w, g, u in zip(optimizer.params, grads, optimizer.velocity):
         kernel(g, w.dtype.type(lr), w.dtype.type(momentum), w, u)

@@ -37,6 +37,14 @@ Two ways to compare, each costing ``order`` evaluations of f per estimate
   ||e|| / (sqrt(n) ||grad f||) for n elements in all, so a small bug passes
   in a large model: combine a few directions with sampled elements.
 
+NaN and infinity.  A NaN compares False with any tolerance, so an error of
+NaN would never count as the worst and a broken function would "pass" with
+an error of 0.  So the checker raises a ValueError, saying which value is not
+finite (an input, an analytic gradient, or f at which step), as soon as it
+meets one: a non-finite value is not a large error, it is no answer at all.
+(Raising was chosen over a result whose ``ok()`` is False: a result can be
+ignored, or tested only for its size; an exception cannot.)
+
 Errors are relative to a scale taken from the analytic gradient, so entries
 that are nearly 0 do not turn rounding noise into a huge "relative" error.
 Elementwise, each input's errors are divided by that input's largest
@@ -99,6 +107,13 @@ def gradcheck(f, inputs, grads, *, eps=1e-3, order=4, full=True, directions=3, m
     Returns
     -------
     GradcheckResult with the worst relative error and where it happened.
+
+    Raises
+    ------
+    ValueError
+        If an input or an analytic gradient holds a NaN or infinity, or f
+        returns one at some step (named in the message); also for arguments
+        that do not fit together.
     """
     if len(inputs) != len(grads):
         raise ValueError(f"inputs and grads must have the same length, got {len(inputs)} and {len(grads)}")
@@ -109,17 +124,26 @@ def gradcheck(f, inputs, grads, *, eps=1e-3, order=4, full=True, directions=3, m
             raise TypeError(f"inputs[{i}] must be float64 for a meaningful check, got {x.dtype}")
     rng = np.random.default_rng(seed)
     grads = [np.asarray(g.get() if hasattr(g, "get") else g, dtype=np.float64) for g in grads]
+    for i, x in enumerate(inputs):
+        _check_finite(np.asarray(x.get() if hasattr(x, "get") else x), f"inputs[{i}]")
+    for i, g in enumerate(grads):
+        _check_finite(g, f"the analytic gradient grads[{i}]")
     evals = 0
     worst = (0.0, "none", 0.0, 0.0)
 
     if order not in (2, 4):
         raise ValueError(f"order must be 2 or 4, got {order}")
 
-    def central(move):
+    def central(move, where):
         """The central difference along d, where move(s) sets the inputs to x + s h d."""
         def at(s):
             move(s)
-            return float(f())
+            value = float(f())
+            if not np.isfinite(value):
+                move(0.0)  # the inputs are restored before the error leaves
+                raise ValueError(f"gradcheck: f() returned {value} at {where} moved by {s:+g} eps: a finite "
+                                 f"difference of a non-finite value means nothing")
+            return value
 
         d1 = at(1.0) - at(-1.0)  # each symmetric pair is subtracted first: exact where f is flat
         if order == 2:
@@ -144,7 +168,7 @@ def gradcheck(f, inputs, grads, *, eps=1e-3, order=4, full=True, directions=3, m
                 def move(s, x=x, idx=idx, x0=x0):
                     x[idx] = x0 + s * eps
 
-                num = central(move)
+                num = central(move, f"input {k}, index {tuple(int(i) for i in idx)}")
                 evals += order
                 err = abs(num - g[idx]) / scale
                 if err > worst[0]:
@@ -162,7 +186,7 @@ def gradcheck(f, inputs, grads, *, eps=1e-3, order=4, full=True, directions=3, m
             for x, x0, d in zip(inputs, originals, ds_dev):
                 x[...] = x0 + (s * eps) * d
 
-        num = central(move)
+        num = central(move, f"the inputs along direction {d_i}")
         evals += order
         ana = sum(float((g * d).sum()) for g, d in zip(grads, ds))
         scale = max(np.sqrt(sum(float((g * g).sum()) for g in grads)), floor)
@@ -171,6 +195,15 @@ def gradcheck(f, inputs, grads, *, eps=1e-3, order=4, full=True, directions=3, m
             worst = (err, f"direction {d_i}", num, ana)
 
     return GradcheckResult(float(worst[0]), worst[1], float(worst[2]), float(worst[3]), evals)
+
+
+def _check_finite(a, name):
+    """Raise a ValueError naming ``a`` and its first NaN or infinite entry, if it has one."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"gradcheck: {name} is not finite at index {idx} ({a[idx]}): NaN and infinity compare "
+                         f"False with any tolerance, so they cannot be checked")
 
 
 def clear_kinks(model, x, margin, max_tries=100):

@@ -18,7 +18,8 @@ partner ``f_grad`` returning d f / d z with the same shape as z.  The
 derivations are in the docstrings and, at length, in ``docs/gradients.md``.
 
 Every public function checks its input (shapes, dtypes, label range, T, alpha,
-finite logits) and raises ValueError/TypeError naming the bad argument.  The
+finite logits, and for the losses a batch of at least one example) and raises
+ValueError/TypeError naming the bad argument.  The
 finiteness and label-range checks read values back from the device, so the
 training loop passes ``check=False`` to skip them.
 """
@@ -69,6 +70,13 @@ def _check_pair(z, v, check_values=True):
         raise TypeError("z and v must live on the same device (both numpy or both cupy)")
 
 
+def _check_batch(z):
+    """A loss is a mean over the batch: of N = 0 examples it is 0/0, so an empty batch is refused."""
+    if z.shape[0] == 0:
+        raise ValueError(f"z is an empty batch (shape {z.shape}): a loss is a mean over the N examples of a "
+                         f"batch, and N must be >= 1")
+
+
 def _check_labels(y, z, check_values=True):
     xp = get_array_module(z)
     if not isinstance(y, xp.ndarray):
@@ -90,6 +98,7 @@ def _check_alpha(alpha):
 
 def _check_distillation(z, v, y, T, alpha):
     _check_pair(z, v)
+    _check_batch(z)
     _check_labels(y, z)
     _check_temperature(T)
     _check_alpha(alpha)
@@ -167,6 +176,7 @@ def cross_entropy(z, y, *, check=True):
     """
     if check:
         _check_logits(z, "z")
+        _check_batch(z)
         _check_labels(y, z)
     xp = get_array_module(z)
     logq = log_softmax(z, check=False)
@@ -190,6 +200,7 @@ def cross_entropy_grad(z, y, *, check=True):
     """
     if check:
         _check_logits(z, "z")
+        _check_batch(z)
         _check_labels(y, z)
     rows = get_array_module(z).arange(z.shape[0])
     g = softmax(z, check=False)
@@ -207,6 +218,7 @@ def cross_entropy_and_grad(z, y, *, check=True):
     """
     if check:
         _check_logits(z, "z")
+        _check_batch(z)
         _check_labels(y, z)
     return cross_entropy(z, y, check=False), cross_entropy_grad(z, y, check=False)
 
@@ -314,6 +326,7 @@ def kd_loss(z, v, T, *, check=True, ratio=None):
     """
     if check:
         _check_pair(z, v)
+        _check_batch(z)
         _check_temperature(T)
     logq, logp, l = log_ratio(z, v, T, check=False) if ratio is None else ratio  # l = log p - log q
     kl = kl_divergence(logq, logp, l)  # KL(p_n || q_n) of each row
@@ -402,6 +415,7 @@ def kd_loss_grad(z, v, T, *, check=True, ratio=None):
     """
     if check:
         _check_pair(z, v)
+        _check_batch(z)
         _check_temperature(T)
     xp = get_array_module(z)
     logq, logp, l = log_ratio(z, v, T, check=False) if ratio is None else ratio
@@ -493,6 +507,7 @@ def logit_matching_loss(z, v, *, check=True):
     """
     if check:
         _check_pair(z, v)
+        _check_batch(z)
     d = z - v
     return 0.5 * (d * d).sum(axis=1).mean()
 
@@ -508,6 +523,7 @@ def logit_matching_loss_grad(z, v, *, check=True):
     """
     if check:
         _check_pair(z, v)
+        _check_batch(z)
     g = z - v
     g /= z.shape[0]
     return g

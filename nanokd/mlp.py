@@ -8,6 +8,10 @@ is the teacher of the paper (section 3), itself the net of Hinton et al. 2012
 """
 
 import json
+import math
+import numbers
+import zipfile
+import zlib
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -17,6 +21,39 @@ from .backend import default_rng, device_of, get_xp, resolve_device, to_numpy
 from .layers import Dropout, Linear, ReLU, max_norm_
 
 DTYPES = ("float32", "float64")
+
+
+def _check_sizes(sizes):
+    """The layer widths as a list of ints; refuses a string, a non-integer width, fewer than two widths."""
+    ok = isinstance(sizes, (list, tuple)) or (isinstance(sizes, np.ndarray) and sizes.ndim == 1)
+    if not ok or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes):
+        raise TypeError(f"sizes must be a list of integer widths, e.g. [784, 800, 10], got {sizes!r}")
+    sizes = [int(s) for s in sizes]
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"sizes must list at least two positive widths, got {sizes}")
+    return sizes
+
+
+def read_npz(path):
+    """Every array of the .npz file at ``path``, read whole, as a dict (model files and checkpoints).
+
+    Reading every array at once means that a truncated or corrupt file fails
+    here, with a ValueError naming it, and not half way through a run.  An
+    OSError (no such file, a folder) passes through as it is.
+    """
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        raise ValueError(f"{path} is empty")
+    if head.startswith(b"\x93NUMPY"):
+        raise ValueError(f"{path} is a single .npy array, not an .npz file of named arrays")
+    if not head.startswith(b"PK"):  # every zip archive, and so every .npz file, starts so
+        raise ValueError(f"{path} is not an .npz file (a zip archive of arrays): it starts with {head!r}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {name: f[name] for name in f.files}
+    except (ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise ValueError(f"{path} is truncated or corrupt ({type(e).__name__}: {e})") from None
 
 
 class Block(NamedTuple):
@@ -63,9 +100,7 @@ class MLP:
 
     def __init__(self, sizes, *, dropout_input=0.0, dropout_hidden=0.0, max_norm=None,
                  seed=0, init_std=None, dtype="float32", device="cpu"):
-        sizes = [int(s) for s in sizes]
-        if len(sizes) < 2 or min(sizes) < 1:
-            raise ValueError(f"sizes must list at least two positive widths, got {sizes}")
+        sizes = _check_sizes(sizes)
         try:  # "float32", np.float32 and np.dtype("float32") all mean float32 (np.dtype(None) would be float64)
             name = None if dtype is None else np.dtype(dtype).name
         except TypeError:
@@ -76,8 +111,9 @@ class MLP:
         for arg, p in (("dropout_input", dropout_input), ("dropout_hidden", dropout_hidden)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{arg} must be a drop probability in [0, 1), got {p}")
-        if max_norm is not None and not max_norm > 0:
-            raise ValueError(f"max_norm must be None or > 0, got {max_norm}")
+        if max_norm is not None and (isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real)
+                                     or not 0 < max_norm < math.inf):
+            raise ValueError(f"max_norm must be None or a finite number > 0, got {max_norm!r}")
         if init_std is not None and not init_std > 0:
             raise ValueError(f"init_std must be None or > 0, got {init_std}")
         self.device = resolve_device(device)
@@ -200,17 +236,42 @@ class MLP:
 
     @classmethod
     def load(cls, path, device="cpu", dtype=None):
-        """Rebuild a model saved by :meth:`save` on the given device."""
-        with np.load(path, allow_pickle=False) as f:
-            if "config" not in f.files:
-                raise ValueError(f"{path} is not a nanokd model file (no 'config' entry)")
-            config = json.loads(str(f["config"]))
-            n = sum(1 for k in f.files if k.startswith("param_"))
-            arrays = [f[f"param_{i}"] for i in range(n)]
+        """Rebuild a model saved by :meth:`save` on the given device.
+
+        Raises FileNotFoundError when there is no such file, and ValueError
+        naming the file when it is not a model file (not an .npz archive,
+        truncated or corrupt, a training checkpoint, a config that makes no
+        MLP, weights of the wrong shapes) or when a weight is NaN or infinite
+        (a model saved from a diverged run would only train to NaN).
+        """
+        device = resolve_device(device)  # a missing GPU is not the file's fault: say so first
+        arrays = read_npz(path)
+        if "config" not in arrays and "signature" in arrays:
+            raise ValueError(f"{path} is a training checkpoint, not a model file: give the model file saved beside "
+                             f"it (teacher.npz for teacher.ckpt.npz)")
+        if "config" not in arrays:
+            raise ValueError(f"{path} is not a nanokd model file (no 'config' entry)")
+        try:
+            config = json.loads(str(arrays["config"]))
+            if not isinstance(config, dict):
+                raise TypeError(f"config is a {type(config).__name__}, not a dict")
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path} is not a nanokd model file: its 'config' entry is not valid ({e})") from None
+        params = [arrays.get(f"param_{i}") for i in range(sum(k.startswith("param_") for k in arrays))]
+        for i, a in enumerate(params):
+            if a is None or a.dtype.kind != "f":
+                raise ValueError(f"{path} is not a nanokd model file: param_{i} is "
+                                 f"{'missing' if a is None else f'of dtype {a.dtype}'}")
+            if not np.isfinite(a).all():
+                raise ValueError(f"{path} holds NaN or infinite weights (param_{i}): it was saved from a run that "
+                                 f"diverged, or the file is corrupt; train it again")
         if dtype is not None:
             config["dtype"] = dtype
-        model = cls(**config, device=device)
-        model.load_params(arrays)
+        try:
+            model = cls(**config, device=device)
+            model.load_params(params)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path} does not hold a model nanokd can rebuild ({e})") from None
         return model
 
     def __repr__(self):

@@ -1,8 +1,10 @@
 """Optimizers that update parameter arrays in place, and learning-rate schedules.
 
 An optimizer is built on the model's ``params`` list and its ``step(grads)``
-takes the list that ``model.backward`` returns, in the same order.  The
-gradient arrays are used as scratch space (weight decay is added into them).
+takes the list that ``model.backward`` returns, in the same order and with
+the same shapes (:func:`check_grads`: a gradient of another shape would
+broadcast silently).  The gradient arrays are used as scratch space (weight
+decay is added into them).
 
 Speed.  An update is a few elementwise passes over every parameter, and for
 a big layer (784 x 1200 float32 is 3.7 MB) each pass would stream the arrays
@@ -39,6 +41,20 @@ def pieces(*arrays):
     flat = [a.reshape(-1) for a in arrays]  # views, since the arrays are contiguous
     for start in range(0, n, BLOCK):
         yield tuple(a[start:start + BLOCK] for a in flat)
+
+
+def check_grads(params, grads):
+    """Refuse gradients that do not match the parameters one for one, in number and in shape.
+
+    Without this a gradient of the wrong shape would broadcast: a shape-(1,)
+    gradient would move every weight of its parameter by the same step.
+    """
+    if len(grads) != len(params):
+        raise ValueError(f"expected {len(params)} gradients, got {len(grads)}")
+    for i, (p, g) in enumerate(zip(params, grads)):
+        if getattr(g, "shape", None) != p.shape:
+            raise ValueError(f"grads[{i}] has shape {getattr(g, 'shape', type(g).__name__)}, "
+                             f"but params[{i}] has shape {p.shape}")
 
 
 class _Scratch:
@@ -85,8 +101,7 @@ class SGD:
         self._scratch = _Scratch()
 
     def step(self, grads):
-        if len(grads) != len(self.params):
-            raise ValueError(f"expected {len(self.params)} gradients, got {len(grads)}")
+        check_grads(self.params, grads)
         # Plain floats, so that a NumPy float64 learning rate never turns a float32 pass into float64.
         lr, momentum, weight_decay = float(self.lr), float(self.momentum), float(self.weight_decay)
         for params in zip(self.params, grads, self.velocity):
@@ -144,8 +159,7 @@ class Adam:
         self.t = 0
 
     def step(self, grads):
-        if len(grads) != len(self.params):
-            raise ValueError(f"expected {len(self.params)} gradients, got {len(grads)}")
+        check_grads(self.params, grads)
         self.t += 1
         for params in zip(self.params, grads, self.m, self.s):
             for w, g, m, s in pieces(*params):

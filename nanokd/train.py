@@ -11,25 +11,34 @@ This module holds only the command line: the flags (one per field of a
 ``--dataset`` picks the table of presets (:data:`~nanokd.presets.DATASET_PRESETS`)
 that ``--preset`` chooses from and ``--help`` shows.
 What a run does is :func:`nanokd.experiment.run`; the loop it trains with is
-:func:`nanokd.trainer.train_model`.  The names that used to live here are
-still importable from here.
+:func:`nanokd.trainer.train_model`; the rules every flag's value must follow
+are :mod:`nanokd.settings` (config.json is checked by the same rules on
+``--resume``).  The names that used to live here are still importable from here.
+
+Errors (:mod:`nanokd.errors`): a mistake ends in a message of a line or two
+that names the flag, key or file, without a traceback (``--debug`` or
+``NANOKD_DEBUG=1`` shows it); the exit status is 2 for a usage error (a flag,
+or a key of the resumed config.json), 1 for a runtime error (a file, folder,
+device, the memory, or a diverged run), 130 for Ctrl-C.
 """
 
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 import textwrap
 import time
+import traceback
 from pathlib import Path
 
 from . import data as nkdata
 from .backend import DEVICES
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .errors import RunError
 from .experiment import FILES, ROLES, FlagError, format_table, run
 from .presets import DATASET_PRESETS, DEFAULT_PRESET, PRESETS, Recipe, presets_for
+from .settings import RECIPE_RULES, RULES
 from .teacher import compute_teacher_logits, ensemble_logits, evaluate_errors
 from .trainer import TrainConfig, epoch_seeds, train_model
 
@@ -40,44 +49,38 @@ __all__ = ["build_parser", "dataset_from_argv", "main", "settings_from_args",
            "save_checkpoint", "train_model"]
 
 
-def _typed(cast, ok, what):
+def _typed(rule):
+    """An argparse type for a :class:`nanokd.settings.Rule`: the same check as config.json's on --resume."""
     def parse(text):
         try:
-            value = cast(text)
+            value = rule.kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not {rule.what}") from None
+        if not rule.accepts(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {rule.what}")
         return value
-    parse.__name__ = what  # argparse names the type in some messages
+    parse.__name__ = rule.what  # argparse names the type in some messages
     return parse
 
 
-_pos_int = _typed(int, lambda v: v >= 1, "an integer >= 1")
-_nonneg_int = _typed(int, lambda v: v >= 0, "an integer >= 0")
-_pos_float = _typed(float, lambda v: 0 < v < math.inf, "a number > 0")
-_nonneg_float = _typed(float, lambda v: 0 <= v < math.inf, "a number >= 0")
-_unit = _typed(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
-_unit_open = _typed(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
-_decay = _typed(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
-
-#: field -> (argparse keywords, help).  Each becomes --FIELD, --teacher-FIELD and --student-FIELD.
+#: field -> (argparse keywords, help).  Each becomes --FIELD, --teacher-FIELD and --student-FIELD, and its type
+#: checks the rule of :data:`nanokd.settings.RECIPE_RULES`.
 RECIPE_FLAGS = {
-    "hidden": (dict(type=_pos_int, nargs="+", metavar="N"), "hidden layer widths, e.g. --hidden 1200 1200"),
-    "epochs": (dict(type=_nonneg_int, metavar="N"), "passes over the training set"),
-    "batch_size": (dict(type=_pos_int, metavar="N"), "examples per SGD step"),
-    "lr": (dict(type=_pos_float, metavar="LR"), "learning rate of the first epoch"),
-    "lr_decay": (dict(type=_decay, metavar="G"), "multiply the learning rate by G after every epoch"),
-    "momentum": (dict(type=_unit_open, metavar="M"), "SGD momentum (after the ramp)"),
-    "momentum_start": (dict(type=_unit_open, metavar="M"), "momentum of the first epoch, when ramping"),
-    "momentum_ramp": (dict(type=_nonneg_int, metavar="N"),
+    "hidden": (dict(nargs="+", metavar="N"), "hidden layer widths, e.g. --hidden 1200 1200"),
+    "epochs": (dict(metavar="N"), "passes over the training set"),
+    "batch_size": (dict(metavar="N"), "examples per SGD step"),
+    "lr": (dict(metavar="LR"), "learning rate of the first epoch"),
+    "lr_decay": (dict(metavar="G"), "multiply the learning rate by G after every epoch"),
+    "momentum": (dict(metavar="M"), "SGD momentum (after the ramp)"),
+    "momentum_start": (dict(metavar="M"), "momentum of the first epoch, when ramping"),
+    "momentum_ramp": (dict(metavar="N"),
                       "ramp momentum linearly from --momentum-start to --momentum over N epochs (0: no ramp)"),
-    "dropout_input": (dict(type=_unit_open, metavar="P"), "drop probability of each input pixel"),
-    "dropout_hidden": (dict(type=_unit_open, metavar="P"), "drop probability of each hidden unit"),
-    "max_norm": (dict(type=_nonneg_float, metavar="C"),
+    "dropout_input": (dict(metavar="P"), "drop probability of each input pixel"),
+    "dropout_hidden": (dict(metavar="P"), "drop probability of each hidden unit"),
+    "max_norm": (dict(metavar="C"),
                  "max-norm radius of each hidden unit's incoming weight vector (0: off)"),
-    "jitter": (dict(type=_nonneg_int, metavar="PX"),
-               "translate each training image by up to PX pixels, new shifts every epoch (0: off); for the "
+    "jitter": (dict(metavar="PX"),
+               "translate each training image by up to PX pixels, new shifts every epoch (0: off; at most 27); for the "
                "distilled student this augments the transfer set, and the soft targets are recomputed per batch"),
 }
 
@@ -151,22 +154,28 @@ def build_parser(dataset="mnist"):
     run.add_argument("--teacher", nargs="+", metavar="PATH", default=None,
                      help="distil from these saved teachers (teacher.npz of earlier runs) instead of training one; "
                           "several form an ensemble whose soft targets are the mean of their tempered probabilities")
-    run.add_argument("--T", type=_pos_float, default=None, metavar="T",
+    run.add_argument("--T", type=_typed(RULES["T"]), default=None, metavar="T",
                      help="distillation temperature (default: the preset's, see the table)")
-    run.add_argument("--alpha", type=_unit, default=None, metavar="A",
+    run.add_argument("--alpha", type=_typed(RULES["alpha"]), default=None, metavar="A",
                      help="weight of the soft-target term alpha*T^2*KL(p||q) + (1-alpha)*CE (default: the "
                           "preset's)")
-    run.add_argument("--seed", type=_nonneg_int, default=None, metavar="S",
+    run.add_argument("--seed", type=_typed(RULES["seed"]), default=None, metavar="S",
                      help="seeds the initial weights, shuffles, dropout and jitter (default: 0)")
     run.add_argument("--device", choices=DEVICES, default=None,
                      help="cuda needs CuPy and a GPU; auto picks cuda when present (default: auto)")
     run.add_argument("--out", metavar="DIR", default=None,
-                     help="where models, checkpoints and results.json go (default: runs/<date>-<time>)")
+                     help="where models, checkpoints and results.json go (default: runs/<date>-<time>); a folder "
+                          "holding an earlier run is refused (see --resume, --overwrite)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the earlier run in --out: its models, checkpoints, config.json and results.json "
+                          "are deleted first (other files there are left alone)")
     run.add_argument("--resume", metavar="DIR", default=None,
                      help="continue the interrupted run in DIR from its last checkpoints, with the settings saved "
-                          "in DIR/config.json (no other flags but --device and --no-progress)")
+                          "in DIR/config.json (no other flags but --device, --no-progress and --debug)")
     run.add_argument("--no-progress", action="store_true",
                      help="no progress bars (they are shown only on a terminal anyway)")
+    run.add_argument("--debug", action="store_true",
+                     help="on an error, show the full traceback as well as the message (or set NANOKD_DEBUG=1)")
 
     d = parser.add_argument_group("data")
     d.add_argument("--dataset", choices=nkdata.DATASETS, default=None,
@@ -178,7 +187,7 @@ def build_parser(dataset="mnist"):
                         "$XDG_CACHE_HOME/nanokd/<dataset> (~/.cache/nanokd/<dataset>), else a system folder such as "
                         "/usr/share/datasets/fashion-mnist, else a download into the cache); needed for "
                         "--dataset custom")
-    d.add_argument("--val", type=_nonneg_int, metavar="N", default=None,
+    d.add_argument("--val", type=_typed(RULES["val"]), metavar="N", default=None,
                    help="hold out the last N training images for validation (model selection only; default: 10000; "
                         "0: none). The test set is used once, at the end")
     d.add_argument("--no-verify", action="store_true",
@@ -189,6 +198,7 @@ def build_parser(dataset="mnist"):
         "--student-FLAG (e.g. --teacher-epochs 5 --student-hidden 30 30), which set it for one role and win over "
         "the plain flag; the student flags apply to the baseline and the distilled student alike.", 100))
     for field, (kwargs, help_) in RECIPE_FLAGS.items():
+        kwargs = dict(kwargs, type=_typed(RECIPE_RULES[field]))
         t.add_argument(_flag(field), dest=field, default=None, help=help_, **kwargs)
         for role in ("teacher", "student"):
             t.add_argument(_flag(field, role), dest=f"{role}_{field}", default=None, help=argparse.SUPPRESS, **kwargs)
@@ -239,41 +249,84 @@ def settings_from_args(args, parser):
     for path in files or ():
         if not os.path.isfile(path):
             parser.error(f"argument --teacher: no such file: {path}")
+    if files:  # the teacher is loaded, not trained: what would set its training would change nothing
+        ignored = [_flag(field, "teacher") for field in RECIPE_FLAGS if getattr(args, f"teacher_{field}") is not None]
+        if ignored:
+            parser.error(f"{' '.join(ignored)}: the teacher is loaded from --teacher, not trained, so "
+                         f"{'these flags' if len(ignored) > 1 else 'this flag'} would change nothing: leave "
+                         f"{'them' if len(ignored) > 1 else 'it'} out")
     return settings
+
+
+#: The flags --resume takes besides itself: none that changes what is computed.
+RESUME_FLAGS = ("--resume", "--device", "--no-progress", "--debug")
+
+#: The errors a run is expected to meet, reported in a line or two with exit status 1 (FlagError: 2).
+RUNTIME_ERRORS = (RunError, nkdata.DataError, CheckpointError, FloatingPointError, MemoryError, OSError)
+
+
+def read_config(folder, parser):
+    """The settings saved in ``folder/config.json``, for --resume; a usage error if they cannot be read."""
+    config = Path(folder) / "config.json"
+    if not config.is_file():
+        parser.error(f"argument --resume: {config} not found: is {folder} the --out folder of a run?")
+    try:
+        return json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FlagError(f"argument --resume: {config} cannot be read as JSON ({e}): restore it, or start the run "
+                        f"again with --out and --overwrite") from None
 
 
 def main(argv=None):
     """``python -m nanokd.train``: parse the flags, run, return the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(dataset_from_argv(argv))
     args = parser.parse_args(argv)
-    if args.resume is not None:
-        given = [a for a in (argv if argv is not None else sys.argv[1:]) if a.startswith("--")
-                 and a.split("=")[0] not in ("--resume", "--device", "--no-progress")]
-        if given:
-            parser.error(f"--resume continues with the settings saved in {args.resume}/config.json; "
-                         f"leave out {' '.join(given)}")
-        config = Path(args.resume) / "config.json"
-        if not config.is_file():
-            parser.error(f"argument --resume: {config} not found: is {args.resume} the --out folder of a run?")
-        settings = json.loads(config.read_text())
-        if args.device:
-            settings["device"] = args.device
-        out = Path(args.resume)
-    else:
-        settings = settings_from_args(args, parser)
-        out = Path(args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S")))
-    progress = False if args.no_progress else None
+    debug = args.debug or os.environ.get("NANOKD_DEBUG", "") not in ("", "0")
+    out = None
     try:
-        run(settings, out, resume=args.resume is not None, progress=progress)
+        if args.resume is not None:
+            given = [a for a in argv if a.startswith("--") and a.split("=")[0] not in RESUME_FLAGS]
+            if given:
+                parser.error(f"--resume continues with the settings saved in {args.resume}/config.json; "
+                             f"leave out {' '.join(given)}")
+            out = Path(args.resume)
+            settings = read_config(out, parser)
+            source = out / "config.json"
+        else:
+            settings = settings_from_args(args, parser)
+            out = Path(args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S")))
+            source = None
+        run(settings, out, resume=args.resume is not None, overwrite=args.overwrite,
+            progress=False if args.no_progress else None, source=source, device=args.device)
     except KeyboardInterrupt:
-        print(f"\ninterrupted. Continue with:  python -m nanokd.train --resume {out}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        started = out is not None and (out / "config.json").is_file()  # else nothing was written: nothing to resume
+        resume = f" Continue with:  python -m nanokd.train --resume {out}" if started else ""
+        print(f"\ninterrupted.{resume}", file=sys.stderr)
         return 130
-    except FlagError as e:  # a flag that only the data could show to be wrong
+    except FlagError as e:  # a usage error, as argparse reports its own: exit status 2
+        if debug:
+            traceback.print_exc()
         parser.error(str(e))
-    except (nkdata.DataError, FloatingPointError) as e:
-        print(f"nanokd: {e}", file=sys.stderr)
+    except RUNTIME_ERRORS as e:
+        if debug:
+            traceback.print_exc()
+        print(f"nanokd: {_message(e)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _message(e):
+    """The one-line message of an expected error (an OSError and a MemoryError say what they are about)."""
+    if isinstance(e, MemoryError):
+        return (f"out of memory ({type(e).__name__}: {e}): choose smaller --hidden widths or --batch-size, or a "
+                f"machine with more memory")
+    if isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{e.strerror or e}"
+    return str(e)
 
 
 if __name__ == "__main__":

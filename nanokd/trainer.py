@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 
 from . import data as nkdata
 from . import fused
-from .backend import default_rng
-from .checkpoint import fingerprint, load_checkpoint, save_checkpoint, signature
+from .backend import default_rng, get_array_module
+from .checkpoint import CheckpointError, fingerprint, load_checkpoint, save_checkpoint, signature
 from .losses import cross_entropy_and_grad, distillation_loss_and_grad
 from .mlp import MLP
 from .optim import SGD, exponential_decay, linear_ramp
@@ -78,11 +78,12 @@ class TrainConfig:
         stays.  ``momentum_start=None`` means no ramp.
     jitter : int
         Translate every training image by up to this many pixels, freshly each
-        epoch (:func:`nanokd.data.jitter`); 0 for none.  x must then be square images
-        (784 = 28 x 28 inputs for MNIST).
+        epoch (:func:`nanokd.data.jitter`); 0 for none, else less than the image side
+        (at most 27 for MNIST).  x must then be square images (784 = 28 x 28 inputs
+        for MNIST).
     T, alpha : float
         Temperature and the weight of the soft term (1 = soft targets only);
-        used only with a teacher.
+        used only with a teacher.  T^2 must be finite (it scales the loss).
     seed : int >= 0
         Seeds the shuffle, jitter and dropout of every epoch (with the epoch number).
     """
@@ -110,6 +111,9 @@ class TrainConfig:
         _check_int("momentum_ramp", self.momentum_ramp, 0)
         _check_int("jitter", self.jitter, 0)
         _check_real("T", self.T, 0, math.inf, low_open=True, high_open=True)
+        if not math.isfinite(float(self.T) * float(self.T)):  # the soft term of the loss is multiplied by T^2
+            raise ValueError(f"T^2 must be finite (the soft term of the loss is multiplied by it), "
+                             f"but T = {self.T} gives T^2 = inf")
         _check_real("alpha", self.alpha, 0, 1)
         _check_int("seed", self.seed, 0)
         # plain floats: a NumPy float64 scalar would turn float32 arithmetic into float64
@@ -234,10 +238,18 @@ def train_model(model, x, y, config=None, *, teacher=None, teacher_logits=None, 
 
     Raises
     ------
+    ValueError, TypeError
+        For arguments that cannot be trained on, checked before the first
+        step: shapes, labels outside [0, C), NaN or infinite inputs, weights
+        or teacher logits, x_val without y_val, T^2 overflowing the model's dtype.
+    CheckpointError
+        If ``resume`` finds a checkpoint that is corrupt or from another run.
     FloatingPointError
         If an epoch's mean training loss is not finite (the run diverged).  It
         is checked once per epoch, when the loss is read anyway; the
-        checkpoint then still holds the epoch before.
+        checkpoint then still holds the epoch before.  Since everything that
+        goes in was checked to be finite, the cause is the optimisation itself,
+        and the message says so.
     """
     config = TrainConfig(**fields) if config is None else dataclasses.replace(config, **fields)
     run = _Run(model, x, y, config, teacher, teacher_logits, x_val, y_val)
@@ -253,8 +265,8 @@ def train_model(model, x, y, config=None, *, teacher=None, teacher_logits=None, 
     if resume and os.path.exists(checkpoint_path):
         start, history = load_checkpoint(checkpoint_path, model, optimizer, sig)
         if start > config.epochs:  # its weights are not those of `epochs` epochs, and nothing would say so
-            raise ValueError(f"checkpoint {checkpoint_path} holds {start} epochs, more than epochs={config.epochs}: "
-                             f"ask for at least {start}, or delete it")
+            raise CheckpointError(f"checkpoint {checkpoint_path} holds {start} epochs, more than "
+                                  f"epochs={config.epochs}: ask for at least {start}, or delete it")
         if log and start:
             log(f"{name}: resumed from {checkpoint_path} after epoch {start}")
     setup_seconds = run.cache_soft_targets() if start < config.epochs else 0.0
@@ -266,9 +278,7 @@ def train_model(model, x, y, config=None, *, teacher=None, teacher_logits=None, 
             optimizer.momentum = config.momentum_at(epoch)
         loss = run.epoch(optimizer, epoch, progress, name)
         if not math.isfinite(loss):  # read once per epoch: no synchronisation inside the batch loop
-            raise FloatingPointError(f"{name}: the training loss of epoch {epoch + 1} is {loss}: training diverged "
-                                     f"(lr {optimizer.lr:.4g} is probably too large for batch size "
-                                     f"{config.batch_size})")
+            raise FloatingPointError(_divergence(name, epoch, loss, optimizer, config, run))
         val_errors = evaluate_errors(model, run.x_val, run.y_val) if run.validate else None
         momentum = getattr(optimizer, "momentum", None)
         for key, value in zip(history, (epoch + 1, loss, val_errors, optimizer.lr, momentum,
@@ -286,6 +296,21 @@ def train_model(model, x, y, config=None, *, teacher=None, teacher_logits=None, 
     return history
 
 
+def _divergence(name, epoch, loss, optimizer, config, run):
+    """The message of a diverged run: the learning rate (or momentum) is too large.
+
+    Everything that went in was checked to be finite before the first step
+    (the inputs, the starting weights, the soft targets and T^2), so the
+    steps themselves blew up; the message says so rather than guess.
+    """
+    what = "The inputs, the starting weights, the soft targets and T^2" if run.distil else \
+        "The inputs and the starting weights"
+    momentum = getattr(optimizer, "momentum", None)
+    return (f"{name}: the training loss of epoch {epoch + 1} is {loss}: training diverged. {what} were all finite, "
+            f"so the steps blew up: lr {optimizer.lr:.4g} is probably too large for batch size {config.batch_size}"
+            + (f" and momentum {momentum:g}" if momentum else "") + " (try a smaller lr)")
+
+
 def _epoch_line(name, history, epochs, run):
     """The log line of the last epoch in ``history``."""
     val_errors, momentum = history["val_errors"][-1], history["momentum"][-1]
@@ -296,12 +321,32 @@ def _epoch_line(name, history, epochs, run):
 
 
 def _check_data(model, x, y, name_x="x", name_y="y"):
+    """Shapes, dtypes, the label range and finite inputs: each read once, before training starts.
+
+    A label outside [0, C) would not fail: as an index it wraps around (-1 is
+    the last class).  A NaN input would only show as a NaN loss at the end of
+    the epoch, blamed on the learning rate.
+    """
     if x.ndim != 2 or x.shape[1] != model.sizes[0]:
         raise ValueError(f"{name_x} must have shape (N, {model.sizes[0]}), got {x.shape}")
     if y.shape != (x.shape[0],):
         raise ValueError(f"{name_y} must have shape ({x.shape[0]},), got {y.shape}")
     if y.dtype.kind not in "iu":
         raise TypeError(f"{name_y} must hold integer class labels, got dtype {y.dtype}")
+    n_classes = model.sizes[-1]
+    if y.size and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+        raise ValueError(f"{name_y} must hold class labels in [0, {n_classes}) for a model with {n_classes} "
+                         f"outputs, got values in [{int(y.min())}, {int(y.max())}]")
+    _check_finite(x, name_x)
+
+
+def _check_finite(a, name):
+    """Raise a ValueError naming ``a`` and the row of its first NaN or infinite value, if it has one."""
+    xp = get_array_module(a)
+    if a.dtype.kind == "f" and not bool(xp.isfinite(a).all()):
+        row = int(xp.flatnonzero(~xp.isfinite(a).reshape(len(a), -1).all(axis=1))[0])
+        raise ValueError(f"found NaN or infinite values in {name} (the first in row {row}): training on them "
+                         f"would only give a NaN loss")
 
 
 class _Run:
@@ -320,8 +365,15 @@ class _Run:
         if self.n == 0:
             raise ValueError("x is empty: nothing to train on")
         if config.jitter:
-            nkdata.image_side(model.sizes[0])  # jitter shifts square images: ValueError unless the inputs are one
-        self.validate = x_val is not None and y_val is not None and len(x_val) > 0
+            side = nkdata.image_side(model.sizes[0])  # jitter shifts square images: ValueError unless they are
+            if config.jitter >= side:
+                raise ValueError(f"jitter must be less than the image side {side}, got {config.jitter}")
+        if (x_val is None) != (y_val is None):
+            raise ValueError(f"x_val and y_val go together: got {'x_val' if y_val is None else 'y_val'} without "
+                             f"{'y_val' if y_val is None else 'x_val'}")
+        for i, p in enumerate(model.params):
+            _check_finite(p, f"the model's weights (params[{i}])")
+        self.validate = x_val is not None and len(x_val) > 0
         self.x_val = self.y_val = None
         if self.validate:
             self.x_val, self.y_val = xp.asarray(x_val), xp.asarray(y_val)
@@ -335,6 +387,13 @@ class _Run:
                 raise ValueError(f"teacher {t.sizes} and student {model.sizes} differ in inputs or classes")
             if t.device != model.device:
                 raise ValueError(f"teacher is on {t.device} but the student on {model.device}")
+            for k, member in enumerate(self.teachers):
+                for i, p in enumerate(member.params):
+                    _check_finite(p, f"the weights of teacher {k} (params[{i}])")
+        if self.distil and config.T * config.T > float(np.finfo(model.dtype).max):
+            raise ValueError(f"T = {config.T} is too large for a {model.dtype} model: T^2, which scales the soft "
+                             f"term of the loss, overflows {model.dtype} (T must be at most "
+                             f"{float(np.sqrt(np.finfo(model.dtype).max)):.3g})")
         if teacher_logits is not None:
             if config.jitter:
                 raise ValueError("teacher_logits cannot be used with jitter: pass teacher= to recompute them per batch")
@@ -342,6 +401,7 @@ class _Run:
             if self.v_all.shape != (self.n, model.sizes[-1]):
                 raise ValueError(f"teacher_logits must have shape ({self.n}, {model.sizes[-1]}), "
                                  f"got {self.v_all.shape}")
+            _check_finite(self.v_all, "teacher_logits")
         self.jitter_buf = xp.empty(self.x.shape, dtype=self.x.dtype) if config.jitter else None
         self.v_shifts = self.shifts = None  # the consistent-teaching lookup (see cache_soft_targets)
 

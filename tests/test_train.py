@@ -55,10 +55,14 @@ def tiny(tiny_dir):
 
 
 def _cli(tiny_dir, out, *extra):
-    """A CLI argument list for a fast run of all three roles on the tiny data."""
+    """A CLI argument list for a fast run of all three roles on the tiny data.
+
+    Without --teacher-hidden when the teacher is loaded (--teacher): a flag for a teacher that is not trained
+    is refused.
+    """
+    teacher = [] if "--teacher" in extra else ["--teacher-hidden", "24"]
     return ["--data-dir", str(tiny_dir), "--no-verify", "--val", str(N_VAL), "--device", "cpu", "--no-progress",
-            "--out", str(out), "--teacher-hidden", "24", "--student-hidden", "12", "--epochs", "2",
-            "--batch-size", "32", *extra]
+            "--out", str(out), *teacher, "--student-hidden", "12", "--epochs", "2", "--batch-size", "32", *extra]
 
 
 def _params(path):
