@@ -82,7 +82,7 @@ def custom_run(custom_dir, tmp_path_factory):
 
 def test_each_data_set_has_its_table_and_mnist_keeps_its_own():
     assert presets.DATASET_PRESETS["mnist"] is presets.PRESETS is train.PRESETS
-    assert set(presets.PRESETS) == {"quick", "paper"}
+    assert set(presets.PRESETS) == {"quick", "paper", "consistent"}
     assert set(presets.DATASET_PRESETS["fashion-mnist"]) == {"quick", "full"}
     assert set(presets.DATASET_PRESETS) == set(data.DATASETS)
     for name, table in presets.DATASET_PRESETS.items():
