@@ -40,6 +40,7 @@ from nanokd.teacher import evaluate_errors
 from nanokd.trainer import train_model
 
 REPO = Path(__file__).resolve().parents[1]
+STARTED_AT = git_commit()  # the commit of the code this process runs (HEAD may move while it trains)
 ROLES = {"baseline": "baseline_jitter", "distilled": "distilled_consistent"}
 
 
@@ -75,7 +76,7 @@ def run_role(args):
             "seconds": round(history["total_seconds"], 1), "setup_seconds": round(history["setup_seconds"], 1),
             "process_seconds": round(time.perf_counter() - t0, 1)}
         part.update(recipe=dataclasses.asdict(r), T=args.T if teacher else None,
-                    alpha=args.alpha if teacher else None, git_commit=git_commit(), machine=machine(),
+                    alpha=args.alpha if teacher else None, git_commit=STARTED_AT, machine=machine(),
                     command=command_line("benchmarks.paper_consistent"), date=now())
         write_json_atomic(part_path, part)
         print(f"{args.role} seed {seed}: {part['seeds'][str(seed)]['test_errors']} test errors, "
@@ -109,7 +110,7 @@ def merge(args):
             "machine": part["machine"]}
     rec = {"experiment": "consistent", "leaves_the_paper_setting": "jittered transfer set, teacher logits of the "
            "same jittered images (the paper distils on the untranslated set)", "date": now(),
-           "command": command_line("benchmarks.paper_consistent"), "git_commit": git_commit(),
+           "command": command_line("benchmarks.paper_consistent"), "git_commit": STARTED_AT,
            "data": {"train": 60000 - args.val, "val": args.val, "test": 10000}, "models": models}
     write_json_atomic(args.out, rec)
     for key, m in models.items():

@@ -50,6 +50,7 @@ from nanokd.teacher import compute_teacher_logits, evaluate_errors
 from nanokd.trainer import train_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
+STARTED_AT = git_commit()  # the commit of the code this process runs (HEAD may move while it trains)
 PAPER = {"hard_full": 58.9, "hard_3pct": 44.5, "soft_3pct": 57.0, "recovered": 0.87}  # frame accuracy %, Table 5
 
 
@@ -151,7 +152,7 @@ def run(args):
                 "subset": args.subset, "subset_seed": args.subset_seed, "val": args.val,
                 "subset_sha256": hashlib.sha256(data.index.astype(np.int64).tobytes()).hexdigest()}
     rec = {"experiment": "few", "paper": "Hinton, Vinyals & Dean 2015, arXiv 1503.02531, section 6 (Table 5)",
-           "command": command_line("benchmarks.paper_few"), "date": now(), "git_commit": git_commit(), "machine": machine(),
+           "command": command_line("benchmarks.paper_few"), "date": now(), "git_commit": STARTED_AT, "machine": machine(),
            "wall_seconds": round(time.perf_counter() - t_start, 1), "seeds": list(args.seeds),
            "teacher": {"file": str(Path(args.teacher).resolve()), "test_errors": teacher_test},
            "settings": settings, "models": rows, "mean_test_errors": mean, "recovered_fraction": recovered,
@@ -199,7 +200,7 @@ def add_consistent(args):
     m = rec["mean_test_errors"]
     rec["recovered_fraction_consistent"] = (m["hard_3pct"] - m["soft_3pct_consistent"]) / (m["hard_3pct"] - m["hard_full"])
     rec["consistent_rows"] = {"command": command_line("benchmarks.paper_few"), "date": now(),
-                              "git_commit": git_commit(), "wall_seconds": round(time.perf_counter() - t_start, 1)}
+                              "git_commit": STARTED_AT, "wall_seconds": round(time.perf_counter() - t_start, 1)}
     write_json_atomic(args.out, rec)
     print(f"recovered fraction with consistent teaching: {rec['recovered_fraction_consistent']:.2f}; wrote {args.out}")
 
