@@ -1,9 +1,19 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the hypothesis profiles: ``ci`` by default, ``--hypothesis-profile thorough`` for a long run."""
 
 import os
 from pathlib import Path
 
 import pytest
+
+try:
+    from hypothesis import settings
+
+    import nanokd.testing as nkt
+except ImportError:  # hypothesis is missing: the property tests will say so when they import it
+    pass
+else:
+    nkt.register_profiles()
+    settings.load_profile("ci")  # hypothesis's pytest plugin loads --hypothesis-profile after this, when given
 
 MNIST_FILES = (
     "train-images-idx3-ubyte.gz",

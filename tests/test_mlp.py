@@ -1,6 +1,8 @@
-"""The MLP's hand-written backward against finite differences, max-norm, dropout, files."""
+"""The MLP's hand-written backward against finite differences, max-norm, dropout, files.
 
-import os
+The backward's property test draws its MLPs with nanokd.testing.mlps and checks
+them with nanokd.testing.assert_gradient, as a user would test a layer of their own.
+"""
 
 import numpy as np
 import pytest
@@ -8,11 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nanokd as nk
-
-
-def examples(n):
-    """n hypothesis examples, times NANOKD_EXAMPLES_SCALE (e.g. 20 for a long hunt for counterexamples)."""
-    return int(n * float(os.environ.get("NANOKD_EXAMPLES_SCALE", "1")))
+import nanokd.testing as nkt
+from nanokd.testing import examples
 
 
 def host(a):
@@ -32,25 +31,24 @@ def loss_and_grads(model, x, y, v, T, alpha, margin):
     return f, grads
 
 
-@settings(max_examples=examples(40), deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), n_in=st.integers(1, 20), h1=st.integers(1, 16), h2=st.integers(1, 16),
-       C=st.integers(2, 10), N=st.integers(1, 8), p_in=st.sampled_from([0.0, 0.2]), p_hid=st.sampled_from([0.0, 0.5]),
-       T=st.floats(0.5, 20.0), alpha=st.floats(0.0, 1.0))
-def test_mlp_backward_equals_finite_differences(xp, seed, n_in, h1, h2, C, N, p_in, p_hid, T, alpha):
-    rng = np.random.default_rng(seed)
-    model = nk.MLP([n_in, h1, h2, C], dropout_input=p_in, dropout_hidden=p_hid, seed=seed % 1000,
-                   dtype="float64", device="cpu" if xp is np else "cuda")
-    x = xp.asarray(rng.uniform(-1, 1, size=(N, n_in)))
-    v = xp.asarray(rng.normal(size=(N, C)) * 3)
-    y = xp.asarray(rng.integers(0, C, size=N))
-    # the check steps the weights by up to 2 eps = 2e-4 in all: keep every ReLU 0.02 from its kink
-    f, grads = loss_and_grads(model, x, y, v, T, alpha, margin=0.02)
-    result = nk.gradcheck(f, model.params, grads, eps=1e-4, max_elements=6, directions=2, seed=seed)
+@settings(max_examples=examples(40))
+@given(data=st.data(), T=nkt.temperatures(0.5, 20.0), alpha=nkt.alphas())
+def test_mlp_backward_equals_finite_differences(xp, data, T, alpha):
+    """Every parameter of an MLP of 1 to 3 hidden layers, with and without dropout, for the distillation loss.
+
+    nkt.mlps draws the dropout masks once and keeps them, and moves every ReLU 0.02 from its kink; the
+    check steps the weights by up to 4 eps = 4e-4 in all."""
+    case = data.draw(nkt.mlps(device="cpu" if xp is np else "cuda"), label="case")
+    v, y = case.v, case.y
+    report = case.assert_backward(lambda z: nk.distillation_loss(z, v, y, T, alpha),
+                                  lambda z: nk.distillation_loss_grad(z, v, y, T, alpha),
+                                  sample=36, directions=2, seed=data.draw(st.integers(0, 2**31 - 1), label="seed"))
+    grads = case.backward(lambda z: nk.distillation_loss_grad(z, v, y, T, alpha))(*case.params)
     if all(float(abs(g).max()) == 0 for g in grads):
         # dropout or ReLU silenced every path: the finite differences see only rounding noise
-        assert abs(result.numeric) < 1e-10, result
+        assert abs(report.numeric) < 1e-10, report
     else:
-        assert result.max_rel_error < 1e-7, result
+        assert report.max_rel_error < 1e-7, report
 
 
 def test_784_30_30_10_backward_full_check():
