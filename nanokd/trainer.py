@@ -40,7 +40,7 @@ from .checkpoint import CheckpointError, fingerprint, load_checkpoint, save_chec
 from .losses import cross_entropy_and_grad, distillation_loss_and_grad
 from .mlp import MLP
 from .optim import SGD, exponential_decay, linear_ramp
-from .teacher import as_teacher_list, compute_teacher_logits, ensemble_logits, evaluate_errors
+from .teacher import as_teacher_list, compute_teacher_logits, evaluate_errors
 
 
 def _check_int(name, value, low):
@@ -446,8 +446,7 @@ class _Run:
             return self.v_all[idx]
         if self.v_shifts is not None:
             return self.v_shifts[self.shifts[idx], idx]
-        v = ensemble_logits([t.forward(xb) for t in self.teachers], self.config.T)
-        return v.astype(self.model.dtype, copy=False)
+        return compute_teacher_logits(self.teachers, xb, self.config.T).astype(self.model.dtype, copy=False)
 
     def epoch(self, optimizer, epoch, progress, name):
         """One pass over the (jittered, shuffled) training set; returns the mean training loss."""
