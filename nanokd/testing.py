@@ -470,6 +470,14 @@ def _describe(value):
     return "NaN" if value != value else str(value)
 
 
+def _norm(arrays):
+    """The 2-norm of several arrays together, scaled first: squares of entries below 1e-154 underflow."""
+    top = max((float(np.abs(a).max()) for a in arrays if a.size), default=0.0)
+    if top == 0:
+        return 0.0
+    return top * math.sqrt(sum(float(((a / top) ** 2).sum()) for a in arrays))
+
+
 def _fmt_index(idx):
     return "(" + ", ".join(str(int(i)) for i in idx) + ("," if len(idx) == 1 else "") + ")"
 
@@ -502,7 +510,10 @@ def _fit_noise(values, degree, points=POINTS):
     K = values.shape[0]
     flat = values.reshape(K, -1)
     residual = _residual_maker(tuple(points), degree) @ flat
-    return np.sqrt((residual * residual).sum(axis=0) / (K - degree - 1)).reshape(values.shape[1:])
+    top = np.abs(residual).max(axis=0)  # scaled before squaring: a residual of 1e-177 squared underflows to 0
+    unit = np.where(top > 0, top, 1.0)
+    rms = top * np.sqrt(((residual / unit) ** 2).sum(axis=0) / (K - degree - 1))
+    return rms.reshape(values.shape[1:])
 
 
 def _input_rounding(fn, arrays, base, rng, floating=None, eps=EPS):
@@ -654,7 +665,7 @@ def assert_gradient(f, grad, x=None, *, inputs=None, eps=1e-3, max_elements=16, 
     f0 = value(hosts, "x")
     g0 = grads(hosts, "x")
     gmax = max((float(np.abs(g).max()) for g in g0 if g.size), default=0.0)
-    gnorm = math.sqrt(sum(float((g * g).sum()) for g in g0))
+    gnorm = _norm(g0)
     terms = max(gmax, 0.0 if scale is None else float(scale))
 
     # the gradient's rounding noise, along a random line through x
@@ -666,7 +677,7 @@ def assert_gradient(f, grad, x=None, *, inputs=None, eps=1e-3, max_elements=16, 
                  for k in POINTS]
         g_noise = [np.maximum(n, _fit_noise(np.stack([g[i] for g in along]), 4)) for i, n in enumerate(g_noise)]
     delta_g = [float(n.max()) if n.size else 0.0 for n in g_noise]
-    delta_g2 = math.sqrt(sum(float((n * n).sum()) for n in g_noise))
+    delta_g2 = _norm(g_noise)
 
     def stencil(point, analytic, where):
         """D(h), D(1.7h) along the line point(s) (nk.gradcheck on a scalar parameter), f's noise, largest |f|."""
@@ -863,7 +874,9 @@ def check_rows_sum_to_zero(grad, z, v=None, *, scale=None, seed=0):
     rounding noise of its sum, measured along a random line through z and v
     (nine points, steps of 1e-3 of their scale; the RMS scatter about a fitted
     cubic, so that sums that are smoothly not 0 are not taken for noise), and
-    4 C eps times the row's largest entry, or ``scale`` when larger.
+    4 C eps times the gradient's largest entry, or ``scale`` when larger
+    (over the whole batch: a row far smaller than the others, saturated, is
+    computed from numbers like theirs, and no more accurately).
 
     ``scale``: the size of the terms the gradient is computed from, when
     larger than the gradient itself.  The gradient of a loss of q =
@@ -884,9 +897,7 @@ def check_rows_sum_to_zero(grad, z, v=None, *, scale=None, seed=0):
     C = g.shape[1]
     sums = g.sum(axis=1)
     noise = _fit_noise(along.sum(axis=2), 3)
-    size = np.abs(g).max(axis=1, initial=0.0)
-    if scale is not None:
-        size = np.maximum(size, float(scale))
+    size = max(float(np.abs(g).max(initial=0.0)), 0.0 if scale is None else float(scale))
     tol = 8 * noise + 4 * C * EPS * size + 1e-300
     if (np.abs(sums) > tol).any():
         n = int(np.argmax(np.abs(sums) / tol))
@@ -994,10 +1005,13 @@ def check_float32_agrees(f, *args, scale=None, seed=0):
     to 0, then multiplied by up to a million, T^2 at T = 1000, is off by).
 
     ``scale`` (a number, or one per output): the size of the terms an output
-    is computed from, when larger than the output itself; e.g. T^2 for a loss
-    T^2 sum (q - p)^2 that is 1e-20 when q ~ p: float32 gives it to eps32 T^2
-    at best.  nanokd's kd_loss keeps its digits there (see log_ratio), so the
-    default, agreement relative to the output's own size, is what its tests ask.
+    is computed from, when larger than the output itself, and rounded in
+    float32 along the way; e.g. T^2 for a loss T^2 sum (q - p)^2 that is 1e-20
+    when q ~ p: float32 gives it to eps32 T^2 at best.  nanokd's kd_loss keeps
+    its digits there (see log_ratio), and its test of nearly equal p and q
+    asks the default, agreement relative to the output's own size; where the
+    student's softmax saturates, its gradient is computed from (v - z)/T, of
+    size |z|/T, and that test passes it as scale.
 
     Returns {"output k": largest |float32 - float64|}.
     """
