@@ -95,6 +95,17 @@ def fit(args, data, seed, *, teacher_logits=None, teacher=None, jitter=0, T=1.0,
     return model, best["params"], info
 
 
+def add_row(row, model, info, data, stopped=False):
+    """One seed's entry of a row: its test errors (the test set, used once, here), time and validation errors.
+
+    ``stopped``: the model is the run's early-stopped weights (its best validation epoch).
+    """
+    row["test_errors"].append(evaluate_errors(model, data.x_test, data.y_test))
+    row["seconds"].append(info["seconds"])
+    row["val_errors_final"].append(info["best_val_errors"] if stopped else info["val_errors"][-1])
+    row["epochs"].append(info["best_epoch"] if stopped else len(info["val_errors"]))
+
+
 def choose_soft_settings(args, data, v):
     """T and alpha of fewest validation errors after the fixed schedule (first seed only)."""
     grid = {}
@@ -127,14 +138,9 @@ def run(args):
         stopped = MLP(**hard.config, device=hard.device)
         stopped.load_params(best)
         soft, _, soft_info = fit(args, data, seed, teacher_logits=v, T=T, alpha=alpha)
-        for key, model, inf, epochs in (("hard_3pct", stopped, info, info["best_epoch"]),
-                                        ("hard_3pct_no_stop", hard, info, args.epochs),
-                                        ("soft_3pct", soft, soft_info, args.epochs)):
-            rows[key]["test_errors"].append(evaluate_errors(model, data.x_test, data.y_test))  # once, at the end
-            rows[key]["seconds"].append(inf["seconds"])
-            rows[key]["val_errors_final"].append(inf["best_val_errors"] if key == "hard_3pct"
-                                                 else inf["val_errors"][-1])
-            rows[key]["epochs"].append(epochs)
+        add_row(rows["hard_3pct"], stopped, info, data, stopped=True)
+        add_row(rows["hard_3pct_no_stop"], hard, info, data)
+        add_row(rows["soft_3pct"], soft, soft_info, data)
         curves[str(seed)] = {"hard": info["val_errors"], "soft": soft_info["val_errors"],
                              "hard_best_epoch": info["best_epoch"]}
         print(f"seed {seed}: hard {rows['hard_3pct_no_stop']['test_errors'][-1]} test errors "
@@ -185,13 +191,8 @@ def add_consistent(args):
         stopped.load_params(best)
         soft, _, soft_info = fit(args, data, seed, teacher=teacher, jitter=args.jitter, T=s["soft_T"],
                                  alpha=s["soft_alpha"])
-        for key, model, inf, epochs in (("hard_3pct_jitter", stopped, info, info["best_epoch"]),
-                                        ("soft_3pct_consistent", soft, soft_info, args.epochs)):
-            rows[key]["test_errors"].append(evaluate_errors(model, data.x_test, data.y_test))  # once, at the end
-            rows[key]["seconds"].append(inf["seconds"])
-            rows[key]["val_errors_final"].append(inf["best_val_errors"] if key == "hard_3pct_jitter"
-                                                 else inf["val_errors"][-1])
-            rows[key]["epochs"].append(epochs)
+        add_row(rows["hard_3pct_jitter"], stopped, info, data, stopped=True)
+        add_row(rows["soft_3pct_consistent"], soft, soft_info, data)
         print(f"seed {seed}: jittered hard {rows['hard_3pct_jitter']['test_errors'][-1]} (early-stopped at epoch "
               f"{info['best_epoch']}), consistent soft {rows['soft_3pct_consistent']['test_errors'][-1]}", flush=True)
     rec["models"].update(rows)

@@ -362,11 +362,3 @@ def test_load_with_dtype_gives_a_model_of_that_dtype(tmp_path, saved, wanted):
     assert loaded.forward(x).dtype == np.dtype(wanted)
     assert nk.MLP.load(tmp_path / "m.npz").dtype == np.dtype(saved)  # no dtype: the file's own
 
-
-def test_consistent_preset_teaches_on_the_shifted_views():
-    """--preset consistent: jittered teacher and students, soft targets only, so the distilled student is taught
-    on the teacher's logits of the shifted images (train_model's lookup), and its baseline sees the same shifts."""
-    from nanokd.presets import PRESETS
-    p = PRESETS["consistent"]
-    assert p["teacher"].jitter == p["student"].jitter == 2 and p["alpha"] == 1.0
-    assert p["student"].epochs == 100 and p["student"].hidden == (800, 800)
