@@ -29,9 +29,11 @@ import time
 from pathlib import Path
 from typing import NamedTuple, Optional
 
+import numpy as np
+
 from . import data as nkdata
 from .atomic import remove_orphans, write_json_atomic
-from .backend import get_xp, resolve_device
+from .backend import get_array_module, get_xp, resolve_device, to_numpy
 from .checkpoint import CheckpointError, check_checkpoint
 from .curves import write_curves
 from .errors import FlagError, RunError
@@ -101,6 +103,7 @@ def run(settings, out, *, resume=False, overwrite=False, progress=None, log=prin
     device = _device(settings, device_source)
     data, (x_test, y_test), about_data = _load_data(settings, device, out, log, source)
     n_classes = about_data["n_classes"]
+    student_data = _student_data(settings, data, log, source)
     teachers = _load_teachers(settings, device, data[0].shape[1], n_classes, source)
     jobs = _jobs(settings, data[0].shape[1], n_classes, device, teachers, source)
     if resume:
@@ -111,11 +114,13 @@ def run(settings, out, *, resume=False, overwrite=False, progress=None, log=prin
     trained = {} if teachers is None else {"teacher": (teachers, None)}  # results key -> (model(s), history)
     try:
         for job in jobs:
-            trained[FILES[job.role][0]] = (job.model, _train(job, data, out, resume, progress, log))
+            seen = data if job.role == "teacher" else student_data
+            trained[FILES[job.role][0]] = (job.model, _train(job, seen, out, resume, progress, log))
         models = {key: _entry(key, model, history, settings, data, x_test, y_test)
                   for key, (model, history) in trained.items()}
         results = {"dataset": settings["dataset"], "preset": settings["preset"], "seed": settings["seed"],
-                   "device": device, **about_data, "models": models}
+                   "device": device, **about_data, "train_subset": settings["train_subset"],
+                   "subset_seed": settings["subset_seed"], "models": models}
         write_json_atomic(out / "results.json", results)
         write_curves(out, {key: history for key, (_, history) in trained.items()}, len(data[3]), log=log)
     except OSError as e:
@@ -212,6 +217,30 @@ def _load_data(settings, device, out, log, source):
         f"of {h}x{w} pixels, {about['n_classes']} classes ({time.perf_counter() - t0:.1f} s to load); "
         f"preset {settings['preset']}, device {device}, seed {settings['seed']}; writing to {out}")
     return data, (x_test, y_test), about
+
+
+def _student_data(settings, data, log, source):
+    """The students' data: ``data``, or with ``train_subset`` N, N of its training images, as many of each class.
+
+    The teacher still sees all of them (the paper's section 6: a model on 3 %
+    of the data, taught by one trained on all of it); the validation split
+    is the same for every role.  A FlagError naming the flag when N cannot
+    be drawn from these images.
+    """
+    n = settings["train_subset"]
+    if not n:
+        return data
+    x_train, y_train, x_val, y_val = data
+    labels = to_numpy(y_train)
+    try:
+        index = nkdata.balanced_subset(labels, n, settings["subset_seed"])
+    except ValueError as e:
+        raise FlagError(f"{name_of('train_subset', source=source)}: {e} (of the {len(labels)} training images "
+                        f"left beside the validation split)") from None
+    log(f"nanokd: the students train on {n} of the {len(labels)} training images, {n // len(np.unique(labels))} of "
+        f"each class (subset seed {settings['subset_seed']}); the teacher on all of them")
+    index = get_array_module(x_train).asarray(index)
+    return x_train[index], y_train[index], x_val, y_val
 
 
 def _check_jitter(settings, image_size):

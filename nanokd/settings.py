@@ -79,17 +79,33 @@ RECIPE_RULES = {
 assert tuple(RECIPE_RULES) == tuple(f.name for f in dataclasses.fields(Recipe)), "a Recipe field without a rule"
 
 #: The numeric keys of the settings.
-RULES = {"val": NONNEG_INT, "seed": NONNEG_INT, "T": TEMPERATURE, "alpha": UNIT}
+RULES = {"val": NONNEG_INT, "train_subset": NONNEG_INT, "subset_seed": NONNEG_INT, "seed": NONNEG_INT,
+         "T": TEMPERATURE, "alpha": UNIT}
 
 #: The keys that name one of a few choices.
 CHOICES = {"role": ROLES, "dataset": nkdata.DATASETS, "device": DEVICES}  # and "preset": the dataset's presets
 
 #: Every key of the settings, in the order config.json lists them.
-KEYS = ("role", "preset", "dataset", "data_dir", "val", "verify", "seed", "device", "teacher_files", "T", "alpha",
-        "teacher", "student")
+KEYS = ("role", "preset", "dataset", "data_dir", "val", "train_subset", "subset_seed", "verify", "seed", "device",
+        "teacher_files", "T", "alpha", "teacher", "student")
+
+#: Keys added after config.json was first written, with the value that means what a run without them did:
+#: a config.json of an earlier version lacks them, and :func:`with_defaults` fills them in for --resume.
+LATER_KEYS = {"train_subset": 0, "subset_seed": 0}
 
 #: Keys whose flag is not simply --KEY.
 FLAG_NAMES = {"data_dir": "--data-dir", "verify": "--no-verify", "teacher_files": "--teacher"}
+
+
+def with_defaults(settings):
+    """``settings`` read from a config.json, with the :data:`LATER_KEYS` it lacks filled in (a new dict).
+
+    >>> with_defaults({"val": 10000})
+    {'val': 10000, 'train_subset': 0, 'subset_seed': 0}
+    """
+    if not isinstance(settings, dict):
+        return settings  # check_settings says what is wrong with it
+    return {**settings, **{k: v for k, v in LATER_KEYS.items() if k not in settings}}
 
 
 def name_of(key, role=None, source=None):

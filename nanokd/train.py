@@ -38,7 +38,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .errors import RunError
 from .experiment import FILES, ROLES, FlagError, format_table, run
 from .presets import DATASET_PRESETS, DEFAULT_PRESET, PRESETS, Recipe, presets_for
-from .settings import RECIPE_RULES, RULES
+from .settings import RECIPE_RULES, RULES, with_defaults
 from .teacher import compute_teacher_logits, ensemble_logits, evaluate_errors
 from .trainer import TrainConfig, epoch_seeds, train_model
 
@@ -140,6 +140,8 @@ def build_parser(dataset="mnist"):
                "  python -m nanokd.train --role distill --teacher runs/A/teacher.npz runs/B/teacher.npz --T 8\n"
                "  python -m nanokd.train --dataset fashion-mnist --preset full\n"
                "  python -m nanokd.train --dataset custom --data-dir ~/data/kmnist  # four IDX files named as MNIST's\n"
+               "  python -m nanokd.train --train-subset 1800 --T 10 --alpha 0.7 --student-epochs 60 \\\n"
+               "                         --student-lr-decay 0.95     # students on 3 % of the images (section 6)\n"
                "  python -m nanokd.train --resume runs/20250101-120000  # continue an interrupted run",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
@@ -190,6 +192,12 @@ def build_parser(dataset="mnist"):
     d.add_argument("--val", type=_typed(RULES["val"]), metavar="N", default=None,
                    help="hold out the last N training images for validation (model selection only; default: 10000; "
                         "0: none). The test set is used once, at the end")
+    d.add_argument("--train-subset", type=_typed(RULES["train_subset"]), metavar="N", default=None,
+                   help="train the students (baseline and distilled) on N of the training images, the same number "
+                        "of each class, drawn with --subset-seed; the teacher still trains on all of them, as in "
+                        "the paper's section 6 (default: 0, all)")
+    d.add_argument("--subset-seed", type=_typed(RULES["subset_seed"]), metavar="S", default=None,
+                   help="seeds the draw of --train-subset (default: 0)")
     d.add_argument("--no-verify", action="store_true",
                    help="skip the checksum and size checks of the data files (for home-made files)")
 
@@ -223,6 +231,8 @@ def settings_from_args(args, parser):
         "dataset": dataset,
         "data_dir": None if args.data_dir is None else os.path.abspath(args.data_dir),
         "val": 10000 if args.val is None else args.val,
+        "train_subset": 0 if args.train_subset is None else args.train_subset,
+        "subset_seed": 0 if args.subset_seed is None else args.subset_seed,
         "verify": not args.no_verify,
         "seed": 0 if args.seed is None else args.seed,
         "device": args.device or "auto",
@@ -242,6 +252,9 @@ def settings_from_args(args, parser):
         settings[role]["hidden"] = list(settings[role]["hidden"])  # as it reads back from config.json
 
     role, files = settings["role"], settings["teacher_files"]
+    if args.subset_seed is not None and not settings["train_subset"]:
+        parser.error("argument --subset-seed: it seeds the draw of --train-subset N, which is not given: add "
+                     "--train-subset N, or leave it out")
     if role == "distill" and not files:
         parser.error("--role distill needs --teacher PATH [PATH ...]")
     if role in ("teacher", "student") and files:
@@ -271,7 +284,7 @@ def read_config(folder, parser):
     if not config.is_file():
         parser.error(f"argument --resume: {config} not found: is {folder} the --out folder of a run?")
     try:
-        return json.loads(config.read_text())
+        return with_defaults(json.loads(config.read_text()))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise FlagError(f"argument --resume: {config} cannot be read as JSON ({e}): restore it, or start the run "
                         f"again with --out and --overwrite") from None

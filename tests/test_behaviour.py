@@ -362,3 +362,43 @@ def test_load_with_dtype_gives_a_model_of_that_dtype(tmp_path, saved, wanted):
     assert loaded.forward(x).dtype == np.dtype(wanted)
     assert nk.MLP.load(tmp_path / "m.npz").dtype == np.dtype(saved)  # no dtype: the file's own
 
+
+
+def test_cli_train_subset_trains_the_students_on_a_balanced_draw_and_the_teacher_on_all(tiny, tiny_dir, tmp_path):
+    """``--train-subset N --subset-seed S``: the teacher trains on every training image, the baseline and
+    the distilled student on ``data.balanced_subset(y_train, N, S)`` (same weights, bit for bit, as
+    train_model on those rows), and results.json says so."""
+    n, subset_seed = 50, 3
+    out = tmp_path / "run"
+    assert train.main(_cli(tiny_dir, out, "--train-subset", str(n), "--subset-seed", str(subset_seed),
+                           "--hidden", "12", "--T", "2", "--alpha", "0.5", *_flags(RECIPE))) == 0
+    x, y, xv, yv = tiny
+    teacher = nk.MLP([784, 12, 10], seed=0)
+    train.train_model(teacher, x, y, x_val=xv, y_val=yv, seed=0, progress=False, log=None, **RECIPE)
+    _assert_same_weights(out / "teacher.npz", teacher)
+
+    idx = data.balanced_subset(y, n, subset_seed)
+    assert np.bincount(y[idx], minlength=10).tolist() == [n // 10] * 10
+    baseline = nk.MLP([784, 12, 10], seed=1)
+    train.train_model(baseline, x[idx], y[idx], x_val=xv, y_val=yv, seed=1, progress=False, log=None, **RECIPE)
+    _assert_same_weights(out / "student.npz", baseline)
+    distilled = nk.MLP([784, 12, 10], seed=1)
+    train.train_model(distilled, x[idx], y[idx], x_val=xv, y_val=yv, seed=1, teacher=teacher, T=2.0, alpha=0.5,
+                      progress=False, log=None, **RECIPE)
+    _assert_same_weights(out / "distilled.npz", distilled)
+    results = json.loads((out / "results.json").read_text())
+    assert (results["train_subset"], results["subset_seed"]) == (n, subset_seed)
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--train-subset", "55"], "argument --train-subset: n must be a positive multiple of the 10 classes, got 55"),
+    (["--train-subset", "2000"], "argument --train-subset: class 0 has"),
+    (["--subset-seed", "1"], "argument --subset-seed: it seeds the draw of --train-subset N, which is not given"),
+], ids=["not-a-multiple", "too-many", "seed-alone"])
+def test_cli_train_subset_mistakes_are_named_and_write_nothing(tiny_dir, tmp_path, capsys, flags, match):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:
+        train.main(_cli(tiny_dir, out, "--hidden", "12", "--epochs", "1", *flags))
+    assert e.value.code == 2
+    assert match in capsys.readouterr().err
+    assert not out.exists()

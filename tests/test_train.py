@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import nanokd as nk
-from nanokd import checkpoint, data, experiment, train, trainer
+from nanokd import checkpoint, data, experiment, settings, train, trainer
 from nanokd import teacher as nkteacher
 
 N_TRAIN, N_TEST, N_VAL = 240, 60, 40
@@ -424,6 +424,10 @@ def test_cli_resume_after_interruption_gives_the_same_files(tiny_dir, tmp_path, 
     assert f"--resume {out}" in capsys.readouterr().err
     assert not (out / "distilled.npz").exists() and not (out / "results.json").exists()
     monkeypatch.setattr(experiment, "train_model", real)
+    config = json.loads((out / "config.json").read_text())  # as an earlier version wrote it, without the keys
+    for key in settings.LATER_KEYS:                          # added since: they mean what that version did
+        del config[key]
+    (out / "config.json").write_text(json.dumps(config))
     assert train.main(["--resume", str(out), "--no-progress"]) == 0
     for f in ("teacher.npz", "student.npz", "distilled.npz"):
         for a, b in zip(_params(tmp_path / "straight" / f), _params(out / f)):
