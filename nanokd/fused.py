@@ -22,15 +22,23 @@ kernel                     the formulas it computes
 ``bias_relu``              the same without dropout
 ``dropout``                Dropout of the input
 ``relu_dropout_backward``  Dropout.backward, then ReLU.backward
-``sumsq``, ``scale``       :func:`~nanokd.layers.max_norm_`
+``relu_backward``          ReLU.backward
+``sumsq``,                 :func:`~nanokd.layers.max_norm_`
+``max_norm_scale``
+``sgd_momentum``           :meth:`~nanokd.optim.SGD.step` with momentum
 =========================  ===============================================
 
 Nothing here is a new formula, and the plain code stays what the learner
 reads: each kernel below is the lines of those functions written out once
 per array element (or per row), in the same order.  The results agree with
 the plain path to float rounding (the order of a few sums differs);
-tests/test_fused.py checks that on CuPy, and checks the row kernel's C code
-on the CPU too (it is plain C, compiled there with a C++ compiler).
+tests/test_fused.py checks that on CuPy, and checks every kernel's C code on
+the CPU too: the row kernel's source, and each elementwise and reduction
+kernel of :data:`ELEMENTWISE` and :data:`SUMSQ`, which are kept as data
+(:class:`Elementwise`, :class:`Reduction`) so that the test can compile
+their one-element C code into a loop.  What only a GPU run checks is CuPy's
+side: its broadcasting of the arguments, its launch, and the fused MLP
+forward and backward that call the kernels in order.
 
 The fast path is chosen at one point, the training step
 (:func:`nanokd.trainer.train_step` calls :func:`train_step` here), and
@@ -43,6 +51,7 @@ used, kernel by kernel.
 
 import contextlib
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -284,48 +293,72 @@ def _cupy():
 # --------------------------------------------------------------------------
 
 
-def _elementwise(name, in_params, out_params, operation):
-    def build():
-        return _cupy().ElementwiseKernel(in_params, out_params, operation, f"nanokd_{name}")
-    return _kernel(name, build)
+class Elementwise(NamedTuple):
+    """A CuPy ElementwiseKernel as data: its parameters and the C code of one element (``T``: the dtype).
+
+    Inputs are read-only values, outputs are the elements written (and read,
+    when the kernel works in place).  tests/test_fused.py compiles each one's
+    ``operation`` for the CPU and checks it against the plain formula.
+    """
+
+    in_params: str
+    out_params: str
+    operation: str
 
 
-def _bias_relu():
-    # a += b; h = max(a, 0)   (a NaN stays NaN, as with maximum)
-    return _elementwise("bias_relu", "T b", "T a", "T s = a + b; a = s < (T)0 ? (T)0 : s;")
+class Reduction(NamedTuple):
+    """A CuPy ReductionKernel as data: ``map`` of each element, combined by ``reduce`` of ``a`` and ``b``."""
+
+    in_params: str
+    out_params: str
+    map: str
+    reduce: str
+    post: str
+    identity: str
 
 
-def _bias_relu_dropout():
-    # a += b; h = max(a, 0); m = [u >= p] / (1 - p); h = h * m
-    return _elementwise("bias_relu_dropout", "T b, T u, T p, T scale", "T a, T mask",
-                        "T s = a + b; T m = u >= p ? scale : (T)0; mask = m; a = (s < (T)0 ? (T)0 : s) * m;")
+#: ReLU.forward of Linear's ``a += b``:  a <- max(a + b, 0)   (a NaN stays NaN, as with maximum)
+BIAS_RELU = Elementwise("T b", "T a", "T s = a + b; a = s < (T)0 ? (T)0 : s;")
+
+#: the same, then Dropout.forward:  m = [u >= p] / (1 - p);  a <- max(a + b, 0) * m
+BIAS_RELU_DROPOUT = Elementwise(
+    "T b, T u, T p, T scale", "T a, T mask",
+    "T s = a + b; T m = u >= p ? scale : (T)0; mask = m; a = (s < (T)0 ? (T)0 : s) * m;")
+
+#: Dropout.forward (of the input):  m = [u >= p] / (1 - p);  h = x * m
+DROPOUT = Elementwise("T x, T u, T p, T scale", "T h, T mask", "T m = u >= p ? scale : (T)0; mask = m; h = x * m;")
+
+#: Dropout.backward, then ReLU.backward:  g <- g * m * [h > 0]
+RELU_DROPOUT_BACKWARD = Elementwise("T h, T mask", "T g", "g = g * mask * (T)(h > (T)0);")
+
+#: ReLU.backward:  g <- g * [h > 0]
+RELU_BACKWARD = Elementwise("T h", "T g", "g = g * (T)(h > (T)0);")
+
+#: max_norm_'s squared column norms:  ss_j = sum_i w_ij^2   (over axis 0)
+SUMSQ = Reduction("T w", "T ss", "w * w", "a + b", "ss = a", "0")
+
+#: max_norm_'s projection:  w_j <- w_j * min(1, c / max(||w_j||, 1e-12))
+MAX_NORM_SCALE = Elementwise("T ss, T c", "T w",
+                             "T norm = sqrt(ss); T s = c / (norm > (T)1e-12 ? norm : (T)1e-12); "
+                             "w = s < (T)1 ? w * s : w;")
+
+#: SGD._update without weight decay or Nesterov:  u <- momentum * u + g;  w <- w - lr * u
+SGD_MOMENTUM = Elementwise("T g, T lr, T momentum", "T w, T u", "u = momentum * u + g; w -= lr * u;")
+
+#: Every elementwise kernel by its name (the CuPy kernel is called nanokd_NAME).
+ELEMENTWISE = {"bias_relu": BIAS_RELU, "bias_relu_dropout": BIAS_RELU_DROPOUT, "dropout": DROPOUT,
+               "relu_dropout_backward": RELU_DROPOUT_BACKWARD, "relu_backward": RELU_BACKWARD,
+               "max_norm_scale": MAX_NORM_SCALE, "sgd_momentum": SGD_MOMENTUM}
 
 
-def _dropout():
-    # m = [u >= p] / (1 - p); h = x * m
-    return _elementwise("dropout", "T x, T u, T p, T scale", "T h, T mask",
-                        "T m = u >= p ? scale : (T)0; mask = m; h = x * m;")
-
-
-def _relu_dropout_backward():
-    # Dropout.backward: g = g * m;  then ReLU.backward: g = g * [h > 0]
-    return _elementwise("relu_dropout_backward", "T h, T mask", "T g", "g = g * mask * (T)(h > (T)0);")
-
-
-def _relu_backward():
-    return _elementwise("relu_backward", "T h", "T g", "g = g * (T)(h > (T)0);")
+def _elementwise(name):
+    """The CuPy kernel of ``ELEMENTWISE[name]``, built once (None if it cannot be built)."""
+    spec = ELEMENTWISE[name]
+    return _kernel(name, lambda: _cupy().ElementwiseKernel(*spec, f"nanokd_{name}"))
 
 
 def _sumsq():
-    return _kernel("sumsq", lambda: _cupy().ReductionKernel("T w", "T ss", "w * w", "a + b", "ss = a", "0",
-                                                             "nanokd_sumsq"))
-
-
-def _max_norm_scale():
-    # w_j <- w_j * min(1, c / max(||w_j||, 1e-12))
-    return _elementwise("max_norm_scale", "T ss, T c", "T w",
-                        "T norm = sqrt(ss); T s = c / (norm > (T)1e-12 ? norm : (T)1e-12); "
-                        "w = s < (T)1 ? w * s : w;")
+    return _kernel("sumsq", lambda: _cupy().ReductionKernel(*SUMSQ, "nanokd_sumsq"))
 
 
 def mlp_forward(model, x):
@@ -336,7 +369,7 @@ def mlp_forward(model, x):
     forward sets and the backward reads: each Linear's input, each ReLU's
     output and each Dropout's mask.
     """
-    kernels = (_bias_relu(), _bias_relu_dropout(), _dropout())
+    kernels = (_elementwise("bias_relu"), _elementwise("bias_relu_dropout"), _elementwise("dropout"))
     if any(k is None for k in kernels):
         return None
     bias_relu, bias_relu_dropout, dropout = kernels
@@ -365,7 +398,7 @@ def mlp_forward(model, x):
 
 def mlp_backward(model, dz):
     """``MLP.backward(dz)``, each block's Dropout and ReLU backward in one kernel.  None if unavailable."""
-    kernels = (_relu_dropout_backward(), _relu_backward())
+    kernels = (_elementwise("relu_dropout_backward"), _elementwise("relu_backward"))
     if any(k is None for k in kernels):
         return None
     relu_dropout_backward, relu_backward = kernels
@@ -386,16 +419,11 @@ def mlp_backward(model, dz):
 
 def max_norm_(W, c):
     """:func:`nanokd.layers.max_norm_` in two kernels; returns W, or None if unavailable."""
-    sumsq, scale = _sumsq(), _max_norm_scale()
+    sumsq, scale = _sumsq(), _elementwise("max_norm_scale")
     if sumsq is None or scale is None:
         return None
     scale(sumsq(W, axis=0), W.dtype.type(c), W)
     return W
-
-
-def _momentum():
-    # SGD._update without weight decay or Nesterov:  u <- momentum * u + g;  w <- w - lr * u
-    return _elementwise("sgd_momentum", "T g, T lr, T momentum", "T w, T u", "u = momentum * u + g; w -= lr * u;")
 
 
 def momentum_step(optimizer, grads):
@@ -406,7 +434,7 @@ def momentum_step(optimizer, grads):
     """
     if type(optimizer) is not SGD or not optimizer.momentum or optimizer.nesterov or optimizer.weight_decay:
         return False
-    kernel = _momentum()
+    kernel = _elementwise("sgd_momentum")
     if kernel is None:
         return False
     check_grads(optimizer.params, grads)
