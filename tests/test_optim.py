@@ -95,18 +95,37 @@ def test_schedules():
     assert nk.linear_ramp(0.5, 0.99, 10, 500) == 0.99
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match="lr"):
-        nk.SGD([np.zeros(2)], lr=0)
-    with pytest.raises(ValueError, match="momentum"):
-        nk.SGD([np.zeros(2)], lr=0.1, momentum=1.0)
-    with pytest.raises(ValueError, match="nesterov"):
-        nk.SGD([np.zeros(2)], lr=0.1, nesterov=True)
-    with pytest.raises(ValueError, match="expected 1 gradients"):
-        nk.SGD([np.zeros(2)], lr=0.1).step([np.zeros(2), np.zeros(2)])
-    with pytest.raises(ValueError, match="betas"):
-        nk.Adam([np.zeros(2)], betas=(1.0, 0.9))
-    with pytest.raises(ValueError, match="eps"):
-        nk.Adam([np.zeros(2)], eps=0)
-    with pytest.raises(ValueError, match="weight_decay"):
-        nk.Adam([np.zeros(2)], weight_decay=-1e-4)
+W = [np.zeros(2)]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: nk.SGD(W, lr=0), "lr must be > 0, got 0"),
+    (lambda: nk.SGD(W, lr=0.1, momentum=1.0), "momentum must be in [0, 1), got 1.0"),
+    (lambda: nk.SGD(W, lr=0.1, nesterov=True), "nesterov=True needs momentum > 0"),
+    (lambda: nk.SGD(W, lr=0.1, weight_decay=-1.0), "weight_decay must be >= 0, got -1.0"),
+    (lambda: nk.SGD(W, lr=0.1).step([np.zeros(2), np.zeros(2)]), "expected 1 gradients, got 2"),
+    (lambda: nk.SGD(W, lr=0.1).step([np.zeros(3)]), "grads[0] has shape (3,), but params[0] has shape (2,)"),
+    (lambda: nk.SGD(W, lr=0.1).step([[0.0, 0.0]]), "grads[0] has shape list, but params[0] has shape (2,)"),
+    (lambda: nk.Adam(W, lr=0), "lr must be > 0, got 0"),
+    (lambda: nk.Adam(W, betas=(1.0, 0.9)), "betas must be in [0, 1), got (1.0, 0.9)"),
+    (lambda: nk.Adam(W, betas=(0.9, 1.0)), "betas must be in [0, 1), got (0.9, 1.0)"),
+    (lambda: nk.Adam(W, eps=0), "eps must be > 0, got 0"),
+    (lambda: nk.Adam(W, weight_decay=-1e-4), "weight_decay must be >= 0, got -0.0001"),
+])
+def test_bad_arguments_are_refused_with_a_message_naming_them(make, message):
+    with pytest.raises(ValueError) as e:
+        make()
+    assert str(e.value) == message
+
+
+def test_adam_defaults_and_the_edges_of_its_betas():
+    """Adam's defaults are the paper's (lr 1e-3, betas (0.9, 0.999), eps 1e-8); betas of 0 are allowed."""
+    opt = nk.Adam([np.zeros(2)])
+    assert (opt.lr, opt.betas, opt.eps, opt.weight_decay) == (1e-3, (0.9, 0.999), 1e-8, 0.0)
+    assert nk.Adam([np.zeros(2)], betas=(0.0, 0.0)).betas == (0.0, 0.0)
+
+
+def test_a_ramp_of_one_epoch_starts_at_start():
+    assert nk.linear_ramp(0.5, 0.9, 1, 0) == 0.5
+    assert nk.linear_ramp(0.5, 0.9, 1, 1) == 0.9
+    assert nk.linear_ramp(0.5, 0.9, 0, 0) == 0.9
