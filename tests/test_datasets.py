@@ -300,3 +300,49 @@ def test_without_matplotlib_the_numbers_are_written_and_one_line_says_how_to_get
     assert "teacher loss" in captured.out and curves.PLOT_HINT in captured.err
     assert not (out / curves.CURVES_PNG).exists()
     assert show.main(["--curves", str(out), "--png", str(tmp_path / "x.png")]) == 1  # asked for, not drawn
+
+
+# ---------------------------------------------------------------------------
+# The edges of the custom checks (each a mutant of issue 24)
+# ---------------------------------------------------------------------------
+
+
+def _write_labels(folder, train_labels, test_labels):
+    """A custom folder whose labels are the ones given (images to match)."""
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, labels in ((data.TRAIN_IMAGES, train_labels), (data.TEST_IMAGES, test_labels)):
+        write_idx_gz(folder / name, images(np.asarray(labels, np.uint8), rng))
+    write_idx_gz(folder / data.TRAIN_LABELS, np.asarray(train_labels, np.uint8))
+    write_idx_gz(folder / data.TEST_LABELS, np.asarray(test_labels, np.uint8))
+    return folder
+
+
+def test_custom_data_of_one_image_and_two_classes_loads(tmp_path):
+    one = data.load(data.CUSTOM, _write_labels(tmp_path / "one", [1], [0]))
+    assert len(one.x_train) == 1 and data.num_classes(data.CUSTOM, one) == 2
+    two = data.load(data.CUSTOM, _write_labels(tmp_path / "two", [0, 1, 1], [1, 0]))
+    assert data.num_classes(data.CUSTOM, two) == 2
+
+
+def test_custom_data_without_images_or_with_a_test_label_past_the_classes_is_refused(tmp_path):
+    empty = _write_labels(tmp_path / "empty", [], [0])
+    with pytest.raises(data.DataError) as e:
+        data.load(data.CUSTOM, empty)
+    assert str(e.value) == f"{empty / data.TRAIN_IMAGES} holds no images: there is nothing to train on"
+    past = _write_labels(tmp_path / "past", [0, 1, 2], [3])  # 3 classes; the test label 3 is the fourth
+    with pytest.raises(data.DataError) as e:
+        data.load(data.CUSTOM, past)
+    assert str(e.value).startswith(f"{past / data.TEST_LABELS} has label 3, out of the range 0-2 of the training")
+
+
+def test_balanced_subset_edges():
+    y = np.repeat(np.arange(3), 4)  # 4 of each of 3 classes
+    assert len(data.balanced_subset(y, 12, seed=0)) == 12  # every member of every class
+    assert sorted(data.balanced_subset(np.zeros(5, int), 1, seed=0).tolist()) in ([0], [1], [2], [3], [4])
+    with pytest.raises(ValueError) as e:
+        data.balanced_subset(y, 0, seed=0)
+    assert str(e.value) == "n must be a positive multiple of the 3 classes, got 0"
+    with pytest.raises(ValueError) as e:
+        data.balanced_subset(y, 15, seed=0)
+    assert str(e.value) == "class 0 has 4 examples, fewer than the 5 asked for"
