@@ -120,10 +120,6 @@ class TrainConfig:
         object.__setattr__(self, "T", float(self.T))
         object.__setattr__(self, "alpha", float(self.alpha))
 
-    def lr_at(self, epoch):
-        """The learning rate of epoch ``epoch`` (from 0)."""
-        return exponential_decay(self.lr, self.lr_decay, epoch)
-
     def momentum_at(self, epoch):
         """The momentum of epoch ``epoch`` (from 0)."""
         if self.momentum_start is None:

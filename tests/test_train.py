@@ -206,8 +206,31 @@ def test_training_learns_the_tiny_task(tiny):
 def test_a_diverging_run_stops_at_the_end_of_the_epoch_and_says_why(tiny):
     x, y, xv, yv = tiny
     model = nk.MLP([784, 32, 10], seed=0)
-    with np.errstate(all="ignore"), pytest.raises(FloatingPointError, match="epoch 1 .*diverged.*lr 1e"):
-        trainer.train_model(model, x, y, epochs=5, batch_size=16, lr=1e30, progress=False, log=None)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError) as e:
+        trainer.train_model(model, x, y, epochs=5, batch_size=16, lr=1e30, momentum=0.5, progress=False, log=None,
+                            name="baseline")
+    assert str(e.value) == ("baseline: the training loss of epoch 1 is nan: training diverged. The inputs and the "
+                            "starting weights were all finite, so the steps blew up: lr 1e+30 is probably too large "
+                            "for batch size 16 and momentum 0.5 (try a smaller lr)")
+    teacher = nk.MLP([784, 8, 10], seed=1)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError) as e:  # distilling, without momentum
+        trainer.train_model(nk.MLP([784, 32, 10], seed=0), x, y, teacher=teacher, epochs=5, batch_size=16, lr=1e30,
+                            momentum=0.0, momentum_start=0.0, progress=False, log=None, name="distilled")
+    assert str(e.value).endswith("training diverged. The inputs, the starting weights, the soft targets and T^2 were "
+                                 "all finite, so the steps blew up: lr 1e+30 is probably too large for batch size 16 "
+                                 "(try a smaller lr)")
+
+
+def test_train_step_defaults_are_T_1_and_alpha_1(tiny):
+    """train_step(model, opt, x, y, v) with no T or alpha: the soft-target loss alone, at T = 1."""
+    x, y, _, _ = tiny
+    v = np.random.default_rng(0).standard_normal((32, 10)).astype(np.float32)
+    a, b = nk.MLP([784, 16, 10], seed=0), nk.MLP([784, 16, 10], seed=0)
+    la = trainer.train_step(a, nk.SGD(a.params, lr=0.1), x[:32], y[:32], v)
+    lb = trainer.train_step(b, nk.SGD(b.params, lr=0.1), x[:32], y[:32], v, T=1.0, alpha=1.0)
+    assert la == lb
+    for p, q in zip(a.params, b.params):
+        np.testing.assert_array_equal(p, q)
 
 
 def test_cli_reports_divergence_and_exits_1(tiny_dir, tmp_path, capsys):
