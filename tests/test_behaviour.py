@@ -21,6 +21,7 @@ import pytest
 
 import nanokd as nk
 from nanokd import data, experiment, train, trainer
+from nanokd import teacher as nkteacher
 from test_train import N_VAL, tiny, tiny_dir  # noqa: F401  (fixtures: the tiny IDX folder and its arrays)
 
 # ---------------------------------------------------------------------------
@@ -402,3 +403,62 @@ def test_cli_train_subset_mistakes_are_named_and_write_nothing(tiny_dir, tmp_pat
     assert e.value.code == 2
     assert match in capsys.readouterr().err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------
+# Soft targets: the lookup's size bound, an ensemble's T, the epoch log line
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("room, looked_up", [(0, True), (-1, False)], ids=["exactly-fits", "one-byte-short"])
+def test_shift_lookup_is_used_exactly_when_it_fits_in_its_bytes(tiny, monkeypatch, room, looked_up):
+    """The (2s + 1)^2 x N x C float32 lookup of consistent teaching is built when it fits in
+    SHIFT_CACHE_BYTES, and not when one byte is missing (then each batch's targets are recomputed)."""
+    x, y, _, _ = tiny
+    s = 2
+    need = (2 * s + 1) ** 2 * len(x) * 10 * 4
+    monkeypatch.setattr(trainer, "SHIFT_CACHE_BYTES", need + room)
+    calls = []
+    real = trainer.shifted_teacher_logits
+    monkeypatch.setattr(trainer, "shifted_teacher_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    history = trainer.train_model(nk.MLP([784, 8, 10], seed=1), x, y, teacher=nk.MLP([784, 12, 10], seed=0),
+                                  jitter=s, epochs=1, batch_size=50, lr=0.05, T=3.0, progress=False, log=None)
+    assert bool(calls) is looked_up
+    assert 0 <= history["setup_seconds"] <= history["total_seconds"]
+
+
+def test_an_ensembles_cached_soft_targets_are_taken_at_the_runs_T(tiny):
+    """Without jitter the ensemble's logits are cached once, at the run's T (it matters for an ensemble:
+    the mean of tempered probabilities depends on T), so the run equals one given those logits."""
+    x, y, _, _ = tiny
+    teachers = [nk.MLP([784, 12, 10], seed=s) for s in (0, 1)]
+    kw = dict(epochs=1, batch_size=50, lr=0.05, T=4.0, alpha=0.8, seed=2, progress=False, log=None)
+    a, b = nk.MLP([784, 8, 10], seed=1), nk.MLP([784, 8, 10], seed=1)
+    trainer.train_model(a, x, y, teacher=teachers, **kw)
+    trainer.train_model(b, x, y, teacher_logits=nkteacher.compute_teacher_logits(teachers, x, T=4.0), **kw)
+    for p, q in zip(a.params, b.params):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_shifted_teacher_logits_default_to_T_1(tiny):
+    x = tiny[0][:20]
+    teachers = [nk.MLP([784, 12, 10], seed=s) for s in (0, 1)]
+    np.testing.assert_array_equal(trainer.shifted_teacher_logits(teachers, x, 1),
+                                  trainer.shifted_teacher_logits(teachers, x, 1, T=1.0))
+    assert not np.array_equal(trainer.shifted_teacher_logits(teachers, x, 1),
+                              trainer.shifted_teacher_logits(teachers, x, 1, T=3.0))
+
+
+def test_the_epoch_line_gives_loss_validation_percentage_lr_and_momentum(tiny):
+    x, y, xv, yv = tiny
+    lines = []
+    history = trainer.train_model(nk.MLP([784, 8, 10], seed=1), x, y, x_val=xv, y_val=yv, epochs=1, batch_size=50,
+                                  lr=0.05, momentum=0.9, progress=False, log=lines.append, name="baseline")
+    errors, seconds = history["val_errors"][0], history["seconds"][0]
+    assert lines[-1] == (f"baseline  epoch   1/1  loss {history['loss'][0]:.4f}  val {errors} errors "
+                         f"({100 * errors / len(yv):.2f}%)  lr 0.05  momentum 0.9  {seconds:.1f} s")
+    lines.clear()
+    model = nk.MLP([784, 8, 10], seed=1)
+    trainer.train_model(model, x, y, epochs=1, batch_size=50, optimizer=nk.Adam(model.params), progress=False,
+                        log=lines.append)
+    assert "no validation" in lines[-1] and "momentum" not in lines[-1]

@@ -1,0 +1,129 @@
+"""The mutation score of each module mutmut tests, from the results of a ``mutmut run``.
+
+    mutmut run                                  # in the repository root, long: [tool.mutmut] in pyproject.toml
+    python -m benchmarks.mutation_report --json benchmarks/results/mutation.json
+
+mutmut (a well-kept mutation tester, ``pip install mutmut``) makes small
+deliberate bugs ("mutants") in the modules listed in ``pyproject.toml``
+(losses, layers, mlp, optim, trainer, checkpoint, teacher, data), runs the
+tests that cover each, and records whether some test failed (*killed*) or
+all passed (*survived*).  This script reads those results
+(``mutmut results --all true``) and prints, per module,
+
+    score = (killed + timeouts) / (mutants checked - survivors shown equivalent)
+
+A survivor is *equivalent* when no input the library accepts can tell it
+from the original (a batch size that only changes the batching, the array
+module of a NumPy array on a CPU-only run, a check flag on valid inputs);
+:data:`EQUIVALENT` gives each one a line saying why.  Mutants mutmut has not
+checked yet (an interrupted run: it resumes where it stopped) are counted
+apart, so an incomplete module says so rather than showing a score it has
+not earned.
+"""
+
+import argparse
+import collections
+import subprocess
+import sys
+
+from benchmarks.common import command_line, git_commit, machine, now, write_record
+
+MODULES = ("losses", "layers", "mlp", "optim", "trainer", "checkpoint", "teacher", "data")
+
+#: Why a surviving mutant cannot be told apart from the original (or only on a GPU), one line each.
+CPU_ONLY = "get_array_module(None) is NumPy: the same module for NumPy arrays; only a CuPy run (a GPU) differs"
+CAST = "assigning into an existing array casts to its dtype anyway"
+EQUIVALENT = {
+    "nanokd.optim.x_pieces__mutmut_2": "all the arrays have one size, so arrays[1].size is arrays[0].size",
+    "nanokd.optim.x_pieces__mutmut_4": "at n == BLOCK the loop yields the one whole piece the shortcut yields",
+    "nanokd.optim.x_pieces__mutmut_9": "reshape(None) keeps the shape: the pieces become row blocks, still a "
+                                       "partition of the array (only slower)",
+    "nanokd.optim.x_pieces__mutmut_11": "NumPy reads any negative size in reshape as 'infer', like -1",
+    "nanokd.optim.x_check_grads__mutmut_17": "for a gradient without .shape both name type(g)",
+    "nanokd.optim.xǁ_Scratchǁlike__mutmut_2": CPU_ONLY,
+    "nanokd.optim.xǁ_Scratchǁlike__mutmut_3": "a fresh scratch array each call instead of a reused one: the same "
+                                              "numbers, more allocation",
+    "nanokd.optim.xǁ_Scratchǁlike__mutmut_4": "the same: get(None) never finds a buffer, so one is made each call",
+    "nanokd.optim.xǁ_Scratchǁlike__mutmut_8": "a float64 scratch: lr * g is rounded once, in the float32 "
+                                              "subtraction, instead of twice; below the last bit of the weights",
+    "nanokd.optim.xǁ_Scratchǁlike__mutmut_10": "the same float64 scratch (dtype left to its default)",
+    "nanokd.optim.xǁ_Scratchǁlike__mutmut_11": CPU_ONLY,
+    "nanokd.optim.xǁ_Scratchǁlike__mutmut_12": "each key (size, dtype, module) is only ever asked for in one shape",
+    "nanokd.optim.xǁSGDǁ__init____mutmut_29": CPU_ONLY,
+    "nanokd.optim.xǁSGDǁ_update__mutmut_2": CPU_ONLY,
+    "nanokd.optim.xǁSGDǁload_state__mutmut_7": CAST,
+    "nanokd.optim.xǁSGDǁload_state__mutmut_9": CAST,
+    "nanokd.optim.xǁSGDǁload_state__mutmut_10": CPU_ONLY,
+    "nanokd.optim.xǁAdamǁ__init____mutmut_32": CPU_ONLY,
+    "nanokd.optim.xǁAdamǁ__init____mutmut_35": CPU_ONLY,
+    "nanokd.optim.xǁAdamǁ_update__mutmut_2": CPU_ONLY,
+    "nanokd.optim.xǁAdamǁload_state__mutmut_8": "zip stops at the 2n moment buffers whatever the slice's end",
+    "nanokd.optim.xǁAdamǁload_state__mutmut_11": CAST,
+    "nanokd.optim.xǁAdamǁload_state__mutmut_13": CAST,
+    "nanokd.optim.xǁAdamǁload_state__mutmut_14": CPU_ONLY,
+    "nanokd.optim.x_linear_ramp__mutmut_2": "with ramp_epochs 0, epoch >= 0 returns end all the same",
+    "nanokd.optim.x_linear_ramp__mutmut_4": "at epoch == ramp_epochs the formula gives start + (end - start) = end",
+}
+
+
+def results(cwd="."):
+    """mutant name -> status ("killed", "survived", "not checked", "timeout", "no tests", ...)."""
+    out = subprocess.run(["mutmut", "results", "--all", "true"], cwd=cwd, capture_output=True, text=True,
+                         check=True).stdout
+    status = {}
+    for line in out.splitlines():
+        name, sep, what = line.strip().rpartition(": ")
+        if sep and name.startswith("nanokd."):
+            status[name] = what
+    return status
+
+
+def scores(status):
+    """module -> counts and score (None while mutants are unchecked), and its unexplained survivors."""
+    by_module = collections.defaultdict(collections.Counter)
+    unexplained = collections.defaultdict(list)
+    for name, what in status.items():
+        module = name.split(".")[1]
+        if what == "survived" and name in EQUIVALENT:
+            what = "equivalent"
+        by_module[module][what] += 1
+        if what == "survived":
+            unexplained[module].append(name)
+    table = {}
+    for module in MODULES:
+        c = by_module[module]
+        detected = c["killed"] + c["timeout"]
+        judged = detected + c["survived"] + c["no tests"]
+        table[module] = {"mutants": sum(c.values()), "killed": c["killed"], "timeout": c["timeout"],
+                         "survived": c["survived"], "equivalent": c["equivalent"], "no_tests": c["no tests"],
+                         "not_checked": c["not checked"],
+                         "score": round(detected / judged, 4) if judged and not c["not checked"] else None,
+                         "score_so_far": round(detected / judged, 4) if judged else None,
+                         "unexplained_survivors": sorted(unexplained[module])}
+    return table
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.mutation_report", description=__doc__.split("\n")[0])
+    ap.add_argument("--cwd", default=".", help="the folder of the mutmut run (holding mutants/)")
+    ap.add_argument("--json", metavar="PATH", help="write the record here")
+    args = ap.parse_args(argv)
+    table = scores(results(args.cwd))
+    print(f"{'module':11s} {'mutants':>7s} {'killed':>6s} {'timeout':>7s} {'survived':>8s} {'equiv.':>6s} "
+          f"{'unchecked':>9s} {'score':>6s}")
+    for module, r in table.items():
+        score = "-" if r["score"] is None else f"{100 * r['score']:.1f}%"
+        if r["score"] is None and r["score_so_far"] is not None:
+            score = f"({100 * r['score_so_far']:.1f}% so far)"
+        print(f"{module:11s} {r['mutants']:7d} {r['killed']:6d} {r['timeout']:7d} {r['survived']:8d} "
+              f"{r['equivalent']:6d} {r['not_checked']:9d} {score}")
+    if args.json:
+        write_record(args.json, {"what": "mutation score per module (mutmut)", "date": now(),
+                                 "git_commit": git_commit(), "machine": machine(),
+                                 "command": "mutmut run; " + command_line("benchmarks.mutation_report", argv), "modules": table,
+                                 "equivalent": {k: v for k, v in EQUIVALENT.items()}})
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
