@@ -4,6 +4,7 @@
     python -m benchmarks.speed --json benchmarks/results/speed.json
     python -m benchmarks.speed --baseline /tmp/old   # also time the nanokd package in /tmp/old/nanokd
     python -m benchmarks.speed --epoch          # also a full MNIST epoch per model and a quick run's peak memory
+    python -m benchmarks.speed --threads 1 2    # a table at 1 thread, then one at 2, in one process
 
 For every case of :mod:`benchmarks.steps` (teacher at batch 128 and 256, baseline
 student and distillation step at batch 128) it builds the nanokd step and the
@@ -202,11 +203,48 @@ def print_table(rows, info):
               f"(steal {load['steal_share']:.0%}; load average {' '.join(load['loadavg_at_end'] or [])})")
 
 
+def _time_at(threads, cases, args, baseline, threadpool_info, threadpool_limits):
+    """Every case at ``threads`` BLAS threads (0: NumPy's default); returns (machine info, rows)."""
+    if not threads:
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"] if threadpool_info else []
+        threads = blas[0]["num_threads"] if blas else os.cpu_count()
+    limiter = threadpool_limits(limits=threads, user_api="blas") if threadpool_limits else None
+    torch_ok = not args.no_torch
+    info = machine()  # CPU model, BLAS library, kernel and threads (after the limit above)
+    info["threads"] = threads
+    info["cpus"] = info["cpu_count"]  # what the speed records called it before benchmarks.common
+    info["threads_limited_by_threadpoolctl"] = limiter is not None
+    if torch_ok:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+            info["torch"], info["torch_threads"] = torch.__version__, torch.get_num_threads()
+            info["torch_blas"] = "MKL" if torch.backends.mkl.is_available() else "other"
+            info["torch_mkldnn"] = torch.backends.mkldnn.is_available()
+        except ImportError:
+            print("# torch not installed (pip install nanokd[bench]): timing nanokd and the ceiling only")
+            torch_ok = False
+    if baseline is not None:
+        info["baseline"] = str(Path(baseline.__file__).parent)
+    rows = []
+    load = MachineLoad().start()
+    for case, N in cases:
+        rows.append({**bench_case(case, N, args.rounds, args.steps, args.warmup, torch_ok, baseline),
+                     "threads": threads})
+        print(f"# {case} batch {N}, {threads} thread{'s' if threads > 1 else ''}: done", file=sys.stderr)
+    info["load"] = load.stop()
+    if limiter is not None:
+        limiter.restore_original_limits()
+    return info, rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n")[0])
-    ap.add_argument("--threads", type=int, default=1,
+    ap.add_argument("--threads", type=int, nargs="+", default=[1],
                     help="BLAS threads for NumPy, and torch.set_num_threads, alike (default 1; 0: NumPy's BLAS "
-                         "default). On a machine whose cores other jobs share, a 2-thread BLAS stalls whenever one "
+                         "default); several (--threads 1 2) are timed one after the other in this process, a table "
+                         "each. On a machine whose cores other jobs share, a 2-thread BLAS stalls whenever one "
                          "of its threads is descheduled, and both libraries' thread pools spin while the other works")
     ap.add_argument("--rounds", type=int, default=15, help="alternating rounds (default 15)")
     ap.add_argument("--steps", type=int, default=8, help="steps timed per runner and round (default 8)")
@@ -226,47 +264,27 @@ def main(argv=None):
         from threadpoolctl import threadpool_info, threadpool_limits
     except ImportError:
         threadpool_info = threadpool_limits = None
-    threads = args.threads
-    if not threads:
-        blas = [p for p in threadpool_info() if p["user_api"] == "blas"] if threadpool_info else []
-        threads = blas[0]["num_threads"] if blas else os.cpu_count()
-    limiter = threadpool_limits(limits=threads, user_api="blas") if threadpool_limits else None  # noqa: F841
-    if limiter is None and args.threads:
-        print(f"speed: threadpoolctl is not installed, so --threads {args.threads} cannot limit the BLAS threads "
-              f"(set OPENBLAS_NUM_THREADS instead)", file=sys.stderr)
-
-    torch_ok = not args.no_torch
-    info = machine()  # CPU model, BLAS library, kernel and threads (after the limit above)
-    info["threads"] = threads
-    info["cpus"] = info["cpu_count"]  # what the speed records called it before benchmarks.common
-    info["threads_limited_by_threadpoolctl"] = limiter is not None
-    if torch_ok:
-        try:
-            import torch
-
-            torch.set_num_threads(threads)
-            info["torch"], info["torch_threads"] = torch.__version__, torch.get_num_threads()
-            info["torch_blas"] = "MKL" if torch.backends.mkl.is_available() else "other"
-            info["torch_mkldnn"] = torch.backends.mkldnn.is_available()
-        except ImportError:
-            print("# torch not installed (pip install nanokd[bench]): timing nanokd and the ceiling only")
-            torch_ok = False
-
+    if threadpool_limits is None and any(args.threads):
+        print(f"speed: threadpoolctl is not installed, so --threads {' '.join(map(str, args.threads))} cannot limit "
+              f"the BLAS threads (set OPENBLAS_NUM_THREADS instead)", file=sys.stderr)
     baseline = None
     if args.baseline:
         baseline = steps.load_package(args.baseline)
-        info["baseline"] = str(Path(baseline.__file__).parent)
     cases = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cases.split(",") if c]
-    rows = []
-    load = MachineLoad().start()
-    for case, N in cases:
-        rows.append(bench_case(case, N, args.rounds, args.steps, args.warmup, torch_ok, baseline))
-        print(f"# {case} batch {N}: done", file=sys.stderr)
-    info["load"] = load.stop()
-    print_table(rows, info)
-
+    rows, infos = [], []
+    for threads in args.threads:  # one table per thread count, in this one process
+        info, part = _time_at(threads, cases, args, baseline, threadpool_info, threadpool_limits)
+        print_table(part, info)
+        print()
+        rows += part
+        infos.append(info)
+    info = infos[-1] if len(infos) == 1 else {**infos[-1], "threads": [i["threads"] for i in infos],
+                                             "load": [i["load"] for i in infos]}
+    threads = infos[0]["threads"]
     record = {"date": now(), "command": command_line("benchmarks.speed", argv), "machine": info, "rows": rows,
               "rounds": args.rounds, "steps_per_round": args.steps}
+    if len(infos) > 1:
+        record["machine_per_threads"] = infos  # the BLAS pools as each thread count left them
     if args.epoch:
         from benchmarks import epoch
 
