@@ -85,6 +85,20 @@ EQUIVALENT = {
     "nanokd.mlp.xǁMLPǁpredict__mutmut_1": BATCHING,
     "nanokd.mlp.x_read_npz__mutmut_22": "np.load's allow_pickle is False by default: None and no argument are False",
     "nanokd.mlp.x_read_npz__mutmut_24": "np.load's allow_pickle is False by default: None and no argument are False",
+    "nanokd.data.x_num_classes__mutmut_3": "MNIST's and Fashion-MNIST's largest training label is 9: 9 + 1 is "
+                                           "NUM_CLASSES",
+    "nanokd.data.x_to_float__mutmut_10": "NumPy reads any negative size in reshape as 'infer', like -1",
+    "nanokd.data.x_draw_shifts__mutmut_8": "the first two rows of a (3, n) draw are the (2, n) draw, and the "
+                                           "generator is the shifts' own (epoch_seeds)",
+    "nanokd.data.x_draw_shifts__mutmut_10": CPU_ONLY,
+    "nanokd.data.x_draw_shifts__mutmut_19": "floor(u * width) <= width - 1 for u < 1: the bound never bites",
+    "nanokd.data.x_shift_images__mutmut_2": CPU_ONLY,
+    "nanokd.data.x_shift_images__mutmut_50": "no image is drawn the extra shift s + 1: its index set is empty",
+    "nanokd.data.x_shift_images__mutmut_79": "side + min(dy, 1) differs only for dy > 0, where it is side + 1, "
+                                             "which slicing clips to side",
+    "nanokd.data.x_shift_images__mutmut_90": "side + min(dx, 1) differs only for dx > 0, where it is side + 1, "
+                                             "which slicing clips to side",
+    "nanokd.data.x_balanced_subset__mutmut_23": "rng.choice tests replace for truth: None is False",
     "nanokd.layers.x_max_norm___mutmut_2": CPU_ONLY,
     "nanokd.layers.x_max_norm___mutmut_12": "einsum's labels may be upper case: the same sum",
     "nanokd.layers.x_max_norm___mutmut_14": "a float64 factor: the scaled weight is rounded once instead of twice",

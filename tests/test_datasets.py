@@ -346,3 +346,36 @@ def test_balanced_subset_edges():
     with pytest.raises(ValueError) as e:
         data.balanced_subset(y, 15, seed=0)
     assert str(e.value) == "class 0 has 4 examples, fewer than the 5 asked for"
+
+
+CUSTOM_HOW = ("--dataset custom needs a folder with four gzip-compressed IDX files named as MNIST's: "
+              "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+              "t10k-labels-idx1-ubyte.gz (images N x H x W uint8, labels N uint8 from 0), passed as --data-dir DIR "
+              "(data_dir=DIR in Python).")
+
+
+def test_a_missing_custom_folder_or_file_is_named_and_the_message_says_what_is_needed(tmp_path):
+    half = tmp_path / "half"
+    half.mkdir()
+    write_idx_gz(half / data.TRAIN_IMAGES, np.zeros((1, 4, 4)))
+    cases = [(None, "no folder given. "),
+             (tmp_path / "nowhere", f"{tmp_path / 'nowhere'} (from --data-dir / data_dir) does not exist. "),
+             (half, f"{half} (from --data-dir / data_dir) lacks train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+                    f"t10k-labels-idx1-ubyte.gz. ")]
+    for folder, head in cases:
+        with pytest.raises(data.DataError) as e:
+            data.load(data.CUSTOM, folder)
+        assert str(e.value) == head + CUSTOM_HOW
+
+
+def test_jitter_refuses_to_shift_in_place():
+    x = np.zeros((2, 4, 4), np.float32)
+    with pytest.raises(ValueError) as e:
+        data.shift_images(x, np.zeros(2, np.int64), 1, out=x)
+    assert str(e.value) == "jitter cannot work in place: out must not be x"
+
+
+def test_split_validation_holds_out_the_last_10000_by_default():
+    x, y = np.arange(12000), np.arange(12000) % 10
+    x_train, y_train, x_val, y_val = data.split_validation(x, y)
+    assert (len(x_train), len(x_val)) == (2000, 10000) and x_val[0] == 2000 and y_val[-1] == y[-1]
