@@ -36,6 +36,10 @@ CAST = "assigning into an existing array casts to its dtype anyway"
 CHECK = "the check only validates its input, and every input reaching this call is finite"
 BATCHING = "rows are independent: another batch size gives the same numbers"
 NO_CONFIG = "no file nanokd writes holds both a config and a signature, so the test is the same"
+RATIO = "ratio caches log_ratio(z, v, T); recomputing it, or computing it at alpha 0, gives the same numbers"
+CHECK_OFF = ("the pair checks its inputs first (or the training loop has, before it passes check=False): checking "
+             "them again or not changes nothing but time")
+V_UNUSED = "given ratio (and at alpha 0, with no soft term), the loss never reads v"
 GPU_BRANCH = ("in the CuPy branch, which the CPU never runs: test_mlp.py's test_max_norm_projects_columns[cupy] "
               "(a GPU) sees it")
 EQUIVALENT = {
@@ -85,6 +89,28 @@ EQUIVALENT = {
     "nanokd.mlp.xǁMLPǁpredict__mutmut_1": BATCHING,
     "nanokd.mlp.x_read_npz__mutmut_22": "np.load's allow_pickle is False by default: None and no argument are False",
     "nanokd.mlp.x_read_npz__mutmut_24": "np.load's allow_pickle is False by default: None and no argument are False",
+    "nanokd.losses.x_cross_entropy_and_grad__mutmut_15": CHECK_OFF,
+    "nanokd.losses.x_cross_entropy_and_grad__mutmut_22": CHECK_OFF,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_12": RATIO,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_13": RATIO,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_14": RATIO,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_18": CHECK_OFF,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_22": CHECK_OFF,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_23": CHECK_OFF,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_24": RATIO,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_25": RATIO,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_27": V_UNUSED,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_31": CHECK_OFF,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_32": RATIO,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_38": CHECK_OFF,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_39": RATIO,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_40": CHECK_OFF,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_42": V_UNUSED,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_46": CHECK_OFF,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_47": RATIO,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_53": CHECK_OFF,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_54": RATIO,
+    "nanokd.losses.x_distillation_loss_and_grad__mutmut_55": CHECK_OFF,
     "nanokd.data.x_num_classes__mutmut_3": "MNIST's and Fashion-MNIST's largest training label is 9: 9 + 1 is "
                                            "NUM_CLASSES",
     "nanokd.data.x_to_float__mutmut_10": "NumPy reads any negative size in reshape as 'infer', like -1",

@@ -406,3 +406,17 @@ def test_bad_input_raises_clear_errors(xp):
             nk.distillation_loss_grad(z, v, y, 2.0, alpha)
     with pytest.raises(ValueError, match="T must be"):
         losses.log_ratio(z, v, 0.0)
+
+
+def test_the_fused_pairs_name_the_student_logits_when_they_are_not_finite():
+    """cross_entropy_and_grad and distillation_loss_and_grad check z as the separate functions do."""
+    z, v, y = np.array([[np.nan, 1.0]]), np.zeros((1, 2)), np.array([0])
+    with pytest.raises(ValueError) as e:
+        nk.cross_entropy_and_grad(z, y)
+    assert str(e.value) == "z contains NaN or Inf"
+    with pytest.raises(ValueError) as e:
+        nk.distillation_loss_and_grad(z, v, y, 2.0, 0.5)
+    assert str(e.value) == "z contains NaN or Inf"
+    with pytest.raises(ValueError) as e:
+        nk.distillation_loss_and_grad(v, z, y, 2.0, 0.5)
+    assert str(e.value) == "v contains NaN or Inf"
