@@ -40,6 +40,10 @@ RATIO = "ratio caches log_ratio(z, v, T); recomputing it, or computing it at alp
 CHECK_OFF = ("the pair checks its inputs first (or the training loop has, before it passes check=False): checking "
              "them again or not changes nothing but time")
 V_UNUSED = "given ratio (and at alpha 0, with no soft term), the loss never reads v"
+FUSED_CALL = "the call of the GPU fast path, which never runs on NumPy arrays; tests/test_fused.py's CuPy tests see it"
+BUFFER = "out=None: the shifted images go to a new array instead of the reused buffer, the same numbers"
+COPY = "astype's copy flag: the same values, a copy or not"
+BAR = "the progress bar's total or leave flag: what the bar shows, not what is trained"
 GPU_BRANCH = ("in the CuPy branch, which the CPU never runs: test_mlp.py's test_max_norm_projects_columns[cupy] "
               "(a GPU) sees it")
 EQUIVALENT = {
@@ -111,6 +115,47 @@ EQUIVALENT = {
     "nanokd.losses.x_distillation_loss_and_grad__mutmut_53": CHECK_OFF,
     "nanokd.losses.x_distillation_loss_and_grad__mutmut_54": RATIO,
     "nanokd.losses.x_distillation_loss_and_grad__mutmut_55": CHECK_OFF,
+    "nanokd.trainer.x_shifted_teacher_logits__mutmut_27": "xp.full of an int fills int64 by default",
+    "nanokd.trainer.x_shifted_teacher_logits__mutmut_30": "xp.full of an int fills int64 by default",
+    "nanokd.trainer.x_shifted_teacher_logits__mutmut_41": BUFFER,
+    "nanokd.trainer.x_shifted_teacher_logits__mutmut_45": BUFFER,
+    "nanokd.trainer.x_train_step__mutmut_10": FUSED_CALL,
+    "nanokd.trainer.x_train_step__mutmut_11": FUSED_CALL,
+    "nanokd.trainer.x_train_step__mutmut_12": FUSED_CALL,
+    "nanokd.trainer.x_train_step__mutmut_13": FUSED_CALL,
+    "nanokd.trainer.x_train_step__mutmut_14": FUSED_CALL,
+    "nanokd.trainer.x_train_step__mutmut_15": FUSED_CALL,
+    "nanokd.trainer.x_train_step__mutmut_16": FUSED_CALL,
+    "nanokd.trainer.x_train_step__mutmut_17": FUSED_CALL,
+    "nanokd.trainer.x_train_step__mutmut_28": CHECK_OFF,
+    "nanokd.trainer.x_train_step__mutmut_39": CHECK_OFF,
+    "nanokd.trainer.x_train_step__mutmut_4": FUSED_CALL,
+    "nanokd.trainer.x_train_step__mutmut_45": CHECK_OFF,
+    "nanokd.trainer.x_train_step__mutmut_46": CHECK_OFF,
+    "nanokd.trainer.x_train_step__mutmut_5": FUSED_CALL,
+    "nanokd.trainer.x_train_step__mutmut_6": FUSED_CALL,
+    "nanokd.trainer.x_train_step__mutmut_7": FUSED_CALL,
+    "nanokd.trainer.x_train_step__mutmut_8": FUSED_CALL,
+    "nanokd.trainer.x_train_step__mutmut_9": FUSED_CALL,
+    "nanokd.trainer.xǁ_Runǁcache_soft_targets__mutmut_10": COPY,
+    "nanokd.trainer.xǁ_Runǁcache_soft_targets__mutmut_12": COPY,
+    "nanokd.trainer.xǁ_Runǁcache_soft_targets__mutmut_19": COPY,
+    "nanokd.trainer.xǁ_Runǁcache_soft_targets__mutmut_35": BUFFER,
+    "nanokd.trainer.xǁ_Runǁcache_soft_targets__mutmut_40": BUFFER,
+    "nanokd.trainer.xǁ_Runǁcache_soft_targets__mutmut_41": ("the lookup dropped: each batch's targets are "
+                                                             "recomputed, the same numbers (test_consistent)"),
+    "nanokd.trainer.xǁ_Runǁcache_soft_targets__mutmut_43": COPY,
+    "nanokd.trainer.xǁ_Runǁcache_soft_targets__mutmut_45": COPY,
+    "nanokd.trainer.xǁ_Runǁcache_soft_targets__mutmut_46": COPY,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_24": BUFFER,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_28": BUFFER,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_39": "a 0-d zeros array is float64 by default",
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_41": "a 0-d zeros array is float64 by default",
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_43": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_45": BAR,
+    "nanokd.trainer.xǁ_Runǁsoft_targets__mutmut_13": COPY,
+    "nanokd.trainer.xǁ_Runǁsoft_targets__mutmut_4": COPY,
+    "nanokd.trainer.xǁ_Runǁsoft_targets__mutmut_6": COPY,
     "nanokd.data.x_num_classes__mutmut_3": "MNIST's and Fashion-MNIST's largest training label is 9: 9 + 1 is "
                                            "NUM_CLASSES",
     "nanokd.data.x_to_float__mutmut_10": "NumPy reads any negative size in reshape as 'infer', like -1",
