@@ -44,6 +44,8 @@ FUSED_CALL = "the call of the GPU fast path, which never runs on NumPy arrays; t
 BUFFER = "out=None: the shifted images go to a new array instead of the reused buffer, the same numbers"
 COPY = "astype's copy flag: the same values, a copy or not"
 BAR = "the progress bar's total or leave flag: what the bar shows, not what is trained"
+NETWORK = ("urllib_fetch's timeout or copy chunk: the real download, which needs a network (tests use a fake "
+           "fetcher, and one test this function on file:// URLs, where neither shows)")
 GPU_BRANCH = ("in the CuPy branch, which the CPU never runs: test_mlp.py's test_max_norm_projects_columns[cupy] "
               "(a GPU) sees it")
 EQUIVALENT = {
@@ -156,6 +158,18 @@ EQUIVALENT = {
     "nanokd.trainer.xǁ_Runǁsoft_targets__mutmut_13": COPY,
     "nanokd.trainer.xǁ_Runǁsoft_targets__mutmut_4": COPY,
     "nanokd.trainer.xǁ_Runǁsoft_targets__mutmut_6": COPY,
+    "nanokd.data.x_file_digest__mutmut_10": "the size of the chunks read: the same digest",
+    "nanokd.data.x_file_digest__mutmut_12": "the size of the chunks read: the same digest",
+    "nanokd.data.x_file_digest__mutmut_13": "the size of the chunks read: the same digest",
+    "nanokd.data.x_file_digest__mutmut_2": "md5's usedforsecurity flag: the same digest",
+    "nanokd.data.x_file_digest__mutmut_3": "md5's usedforsecurity flag: the same digest",
+    "nanokd.data.x_urllib_fetch__mutmut_13": NETWORK,
+    "nanokd.data.x_urllib_fetch__mutmut_16": NETWORK,
+    "nanokd.data.x_urllib_fetch__mutmut_17": NETWORK,
+    "nanokd.data.x_urllib_fetch__mutmut_18": NETWORK,
+    "nanokd.data.x_urllib_fetch__mutmut_19": NETWORK,
+    "nanokd.data.x_urllib_fetch__mutmut_2": NETWORK,
+    "nanokd.data.x_urllib_fetch__mutmut_4": NETWORK,
     "nanokd.data.x_num_classes__mutmut_3": "MNIST's and Fashion-MNIST's largest training label is 9: 9 + 1 is "
                                            "NUM_CLASSES",
     "nanokd.data.x_to_float__mutmut_10": "NumPy reads any negative size in reshape as 'infer', like -1",

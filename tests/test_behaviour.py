@@ -463,6 +463,7 @@ def test_the_epoch_line_gives_loss_validation_percentage_lr_and_momentum(tiny):
                          f"({100 * errors / len(yv):.2f}%)  lr 0.05  momentum 0.9  {seconds:.1f} s")
     lines.clear()
     model = nk.MLP([784, 8, 10], seed=1)
-    trainer.train_model(model, x, y, epochs=1, batch_size=50, optimizer=nk.Adam(model.params), progress=False,
-                        log=lines.append)
-    assert "no validation" in lines[-1] and "momentum" not in lines[-1]
+    history = trainer.train_model(model, x, y, epochs=1, batch_size=50, optimizer=nk.Adam(model.params),
+                                  progress=False, log=lines.append)
+    assert lines[-1] == (f"model     epoch   1/1  loss {history['loss'][0]:.4f}  no validation  lr 0.001  "
+                         f"{history['seconds'][0]:.1f} s")

@@ -477,3 +477,41 @@ def test_balanced_subset_has_the_same_number_of_each_class_and_depends_only_on_i
         data.balanced_subset(y, 305, seed=0)
     with pytest.raises(ValueError, match="class 3 has"):
         data.balanced_subset(np.r_[y[y != 3], [3]], 300, seed=0)
+
+
+def test_download_goes_to_a_hidden_part_file_beside_its_target_and_says_so(mirror, capsys):
+    """Each file is fetched into '.NAME.*.part' in the cache folder (never under its own name until verified),
+    and each fetch is announced on stderr."""
+    folder, _ = mirror
+    seen = []
+
+    def fetch(url, dest):
+        seen.append((url.rsplit("/", 1)[1], Path(dest)))
+        copy_fetch(url, dest)
+
+    data.find_or_download("mnist", fetch=fetch)
+    assert sorted(name for name, _ in seen) == sorted(data.FILES)
+    for name, dest in seen:
+        assert dest.parent == data.cache_dir("mnist")
+        assert dest.name.startswith(f".{name}.") and dest.name.endswith(".part")
+    err = capsys.readouterr().err
+    for name in data.FILES:
+        assert f"nanokd: downloading {folder.as_uri()}/{name}\n" in err
+
+
+def test_a_failed_download_lists_every_mirror_then_says_where_the_files_may_be(monkeypatch):
+    monkeypatch.setitem(data.MIRRORS, "mnist", ("https://a.invalid/", "https://b.invalid/"))
+    monkeypatch.setattr(data, "SYSTEM_DIRS", {"mnist": ("/usr/share/datasets/mnist",)})
+    with pytest.raises(data.DataError) as e:
+        data.find_or_download("mnist")
+    name = data.FILES[0]
+    lines = str(e.value).split("\n")
+    assert lines[:3] == [f"could not download {name}:",
+                         f"  https://a.invalid/{name}: <urlopen error network disabled in tests>",
+                         f"  https://b.invalid/{name}: <urlopen error network disabled in tests>"]
+    assert lines[3] == (
+        f"nanokd needs the four mnist files {', '.join(data.FILES)}. Either pass --data-dir DIR (data_dir=DIR in "
+        f"Python) or set the environment variable NANOKD_DATA=DIR, where DIR holds the four files or a 'mnist/' "
+        f"folder with them (e.g. a shared copy such as shared/data/mnist beside the repository); or copy them into "
+        f"{data.cache_dir('mnist')}, or let nanokd download them there (needs network); or install them in "
+        f"/usr/share/datasets/mnist.")

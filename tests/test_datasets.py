@@ -330,6 +330,11 @@ def test_custom_data_without_images_or_with_a_test_label_past_the_classes_is_ref
     with pytest.raises(data.DataError) as e:
         data.load(data.CUSTOM, empty)
     assert str(e.value) == f"{empty / data.TRAIN_IMAGES} holds no images: there is nothing to train on"
+    one = _write_labels(tmp_path / "one-class", [0, 0], [0])
+    with pytest.raises(data.DataError) as e:
+        data.load(data.CUSTOM, one)
+    assert str(e.value) == (f"{one / data.TRAIN_LABELS} has only label 0: a classifier needs at least two classes "
+                            f"(labels 0, 1, ...)")
     past = _write_labels(tmp_path / "past", [0, 1, 2], [3])  # 3 classes; the test label 3 is the fourth
     with pytest.raises(data.DataError) as e:
         data.load(data.CUSTOM, past)

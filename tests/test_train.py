@@ -219,6 +219,11 @@ def test_a_diverging_run_stops_at_the_end_of_the_epoch_and_says_why(tiny):
     assert str(e.value).endswith("training diverged. The inputs, the starting weights, the soft targets and T^2 were "
                                  "all finite, so the steps blew up: lr 1e+30 is probably too large for batch size 16 "
                                  "(try a smaller lr)")
+    model = nk.MLP([784, 32, 10], seed=0)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError) as e:  # an optimizer without momentum
+        trainer.train_model(model, x, y, optimizer=nk.Adam(model.params, lr=1e30), epochs=5, batch_size=16,
+                            progress=False, log=None)
+    assert str(e.value).endswith("lr 1e+30 is probably too large for batch size 16 (try a smaller lr)")
 
 
 def test_train_step_defaults_are_T_1_and_alpha_1(tiny):
