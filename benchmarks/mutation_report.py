@@ -45,7 +45,7 @@ BUFFER = "out=None: the shifted images go to a new array instead of the reused b
 COPY = "astype's copy flag: the same values, a copy or not"
 BAR = "the progress bar's total or leave flag: what the bar shows, not what is trained"
 NETWORK = ("urllib_fetch's timeout or copy chunk: the real download, which needs a network (tests use a fake "
-           "fetcher, and one test this function on file:// URLs, where neither shows)")
+           "fetcher, and one test runs it on file:// URLs, where neither shows)")
 GPU_BRANCH = ("in the CuPy branch, which the CPU never runs: test_mlp.py's test_max_norm_projects_columns[cupy] "
               "(a GPU) sees it")
 EQUIVALENT = {
