@@ -239,12 +239,31 @@ def scores(status):
     return table
 
 
+def markdown(table):
+    """The per-module table in markdown: mutants, detected, survivors shown equivalent, the rest, score."""
+    lines = ["| module | mutants | killed (timeouts) | equivalent | survived | not yet run | score |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for module, r in table.items():
+        if r["score"] is not None:
+            score = f"**{100 * r['score']:.1f} %**"
+        elif r["score_so_far"] is not None:
+            score = f"{100 * r['score_so_far']:.1f} % of those run"
+        else:
+            score = "–"
+        lines.append(f"| {module} | {r['mutants']} | {r['killed']} ({r['timeout']}) | {r['equivalent']} | "
+                     f"{r['survived'] + r['no_tests']} | {r['not_checked']} | {score} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m benchmarks.mutation_report", description=__doc__.split("\n")[0])
     ap.add_argument("--cwd", default=".", help="the folder of the mutmut run (holding mutants/)")
     ap.add_argument("--json", metavar="PATH", help="write the record here")
+    ap.add_argument("--markdown", action="store_true", help="print the table as markdown (for RESULTS.md)")
     args = ap.parse_args(argv)
     table = scores(results(args.cwd))
+    if args.markdown:
+        print(markdown(table))
     print(f"{'module':11s} {'mutants':>7s} {'killed':>6s} {'timeout':>7s} {'survived':>8s} {'equiv.':>6s} "
           f"{'unchecked':>9s} {'score':>6s}")
     for module, r in table.items():

@@ -75,3 +75,6 @@ def test_mutation_score_leaves_out_equivalent_survivors_and_waits_for_unchecked_
     assert optim["score"] == round(2 / 3, 4) and optim["unexplained_survivors"] == ["nanokd.optim.f__mutmut_4"]
     assert losses["score"] is None and losses["score_so_far"] == 1.0 and losses["not_checked"] == 1
     assert table["data"]["score"] is None and table["data"]["mutants"] == 0
+    rows = mutation_report.markdown(table).split("\n")
+    assert "| optim | 4 | 1 (1) | 1 | 1 | 0 | **66.7 %** |" in rows
+    assert "| losses | 2 | 1 (0) | 0 | 0 | 1 | 100.0 % of those run |" in rows
