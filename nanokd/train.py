@@ -252,6 +252,9 @@ def settings_from_args(args, parser):
         settings[role]["hidden"] = list(settings[role]["hidden"])  # as it reads back from config.json
 
     role, files = settings["role"], settings["teacher_files"]
+    if settings["train_subset"] and role == "teacher":
+        parser.error("argument --train-subset: it sets the students' training images, and --role teacher trains "
+                     "no student: leave it out")
     if args.subset_seed is not None and not settings["train_subset"]:
         parser.error("argument --subset-seed: it seeds the draw of --train-subset N, which is not given: add "
                      "--train-subset N, or leave it out")

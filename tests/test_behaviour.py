@@ -397,7 +397,9 @@ def test_cli_train_subset_trains_the_students_on_a_balanced_draw_and_the_teacher
     (["--train-subset", "55"], "argument --train-subset: n must be a positive multiple of the 10 classes, got 55"),
     (["--train-subset", "2000"], "argument --train-subset: class 0 has"),
     (["--subset-seed", "1"], "argument --subset-seed: it seeds the draw of --train-subset N, which is not given"),
-], ids=["not-a-multiple", "too-many", "seed-alone"])
+    (["--train-subset", "50", "--role", "teacher"], "argument --train-subset: it sets the students' training images, "
+                                                    "and --role teacher trains no student"),
+], ids=["not-a-multiple", "too-many", "seed-alone", "teacher-only"])
 def test_cli_train_subset_mistakes_are_named_and_write_nothing(tiny_dir, tmp_path, capsys, flags, match):
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as e:
