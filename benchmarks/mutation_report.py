@@ -43,7 +43,7 @@ V_UNUSED = "given ratio (and at alpha 0, with no soft term), the loss never read
 FUSED_CALL = "the call of the GPU fast path, which never runs on NumPy arrays; tests/test_fused.py's CuPy tests see it"
 BUFFER = "out=None: the shifted images go to a new array instead of the reused buffer, the same numbers"
 COPY = "astype's copy flag: the same values, a copy or not"
-BAR = "the progress bar's total or leave flag: what the bar shows, not what is trained"
+BAR = "the progress bar (its total, count, leave flag, running loss): what the bar shows, not what is trained"
 NETWORK = ("urllib_fetch's timeout or copy chunk: the real download, which needs a network (tests use a fake "
            "fetcher, and one test runs it on file:// URLs, where neither shows)")
 GPU_BRANCH = ("in the CuPy branch, which the CPU never runs: test_mlp.py's test_max_norm_projects_columns[cupy] "
@@ -170,6 +170,37 @@ EQUIVALENT = {
     "nanokd.data.x_urllib_fetch__mutmut_19": NETWORK,
     "nanokd.data.x_urllib_fetch__mutmut_2": NETWORK,
     "nanokd.data.x_urllib_fetch__mutmut_4": NETWORK,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_100": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_101": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_102": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_103": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_104": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_105": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_106": "reading the running loss for the bar on a GPU too: a wait for the device, the same numbers",
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_107": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_108": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_109": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_110": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_111": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_113": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_114": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_115": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_48": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_49": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_51": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_52": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_53": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_54": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_56": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_57": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_58": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_59": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_60": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_64": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_96": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_97": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_98": BAR,
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_99": BAR,
     "nanokd.data.x_num_classes__mutmut_3": "MNIST's and Fashion-MNIST's largest training label is 9: 9 + 1 is "
                                            "NUM_CLASSES",
     "nanokd.data.x_to_float__mutmut_10": "NumPy reads any negative size in reshape as 'infer', like -1",

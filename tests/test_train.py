@@ -273,6 +273,39 @@ def test_checkpoint_of_other_settings_is_refused(tiny, tmp_path):
                           progress=False, log=None)
 
 
+BASE_RUN = dict(batch_size=32, lr=0.1, lr_decay=0.9, momentum=0.9, momentum_start=0.5, momentum_ramp=2, jitter=1,
+                seed=3)
+
+
+@pytest.mark.parametrize("change", [
+    dict(batch_size=16), dict(lr_decay=0.8), dict(momentum=0.8), dict(momentum_start=0.6), dict(momentum_ramp=3),
+    dict(jitter=2), dict(seed=4), dict(T=3.0), dict(alpha=0.7),
+], ids=lambda change: next(iter(change)))
+def test_resume_refuses_a_checkpoint_of_any_other_setting(tiny, tmp_path, change):
+    """Every setting but the number of epochs is in the checkpoint's signature: a resume that changes one is
+    refused, and the message names it (here a distilled run, so that T and alpha count)."""
+    x, y, _, _ = tiny
+    teacher = nk.MLP([784, 12, 10], seed=0)
+    path = tmp_path / "c.npz"
+    kw = dict(teacher=teacher, T=2.0, alpha=0.5, **BASE_RUN, checkpoint_path=path, progress=False, log=None)
+    trainer.train_model(nk.MLP([784, 8, 10]), x, y, epochs=1, **kw)
+    with pytest.raises(checkpoint.CheckpointError) as e:
+        trainer.train_model(nk.MLP([784, 8, 10]), x, y, epochs=2, resume=True, **{**kw, **change})
+    assert f"was written with other settings ({next(iter(change))})" in str(e.value)
+
+
+def test_resume_refuses_another_optimizer_or_its_lr(tiny, tmp_path):
+    x, y, _, _ = tiny
+    path = tmp_path / "c.npz"
+    kw = dict(checkpoint_path=path, progress=False, log=None)
+    model = nk.MLP([784, 8, 10])
+    trainer.train_model(model, x, y, epochs=1, optimizer=nk.Adam(model.params, lr=0.01), **kw)
+    for other in (lambda m: nk.Adam(m.params, lr=0.02), lambda m: nk.SGD(m.params, lr=0.01, momentum=0.9)):
+        fresh = nk.MLP([784, 8, 10])
+        with pytest.raises(checkpoint.CheckpointError, match=r"other settings \(optimizer\)"):
+            trainer.train_model(fresh, x, y, epochs=2, optimizer=other(fresh), resume=True, **kw)
+
+
 def test_checkpoint_functions_carry_adam_state(tmp_path):
     """save_checkpoint / load_checkpoint keep whatever state the optimizer has: Adam's two moments and its t."""
     rng = np.random.default_rng(0)
