@@ -176,7 +176,8 @@ EQUIVALENT = {
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_103": BAR,
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_104": BAR,
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_105": BAR,
-    "nanokd.trainer.xǁ_Runǁepoch__mutmut_106": "reading the running loss for the bar on a GPU too: a wait for the device, the same numbers",
+    "nanokd.trainer.xǁ_Runǁepoch__mutmut_106": ("reading the running loss for the bar on a GPU too: a wait for the "
+                                                "device, the same numbers"),
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_107": BAR,
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_108": BAR,
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_109": BAR,
