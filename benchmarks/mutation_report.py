@@ -46,6 +46,7 @@ COPY = "astype's copy flag: the same values, a copy or not"
 BAR = "the progress bar (its total, count, leave flag, running loss): what the bar shows, not what is trained"
 NETWORK = ("urllib_fetch's timeout or copy chunk: the real download, which needs a network (tests use a fake "
            "fetcher, and one test runs it on file:// URLs, where neither shows)")
+OPTIMIZER_KEY = "a key's name in the signature's optimizer entry: another optimizer or lr still changes it"
 GPU_BRANCH = ("in the CuPy branch, which the CPU never runs: test_mlp.py's test_max_norm_projects_columns[cupy] "
               "(a GPU) sees it")
 EQUIVALENT = {
@@ -202,6 +203,10 @@ EQUIVALENT = {
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_97": BAR,
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_98": BAR,
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_99": BAR,
+    "nanokd.trainer.xǁ_Runǁsettings__mutmut_49": OPTIMIZER_KEY,
+    "nanokd.trainer.xǁ_Runǁsettings__mutmut_50": OPTIMIZER_KEY,
+    "nanokd.trainer.xǁ_Runǁsettings__mutmut_52": OPTIMIZER_KEY,
+    "nanokd.trainer.xǁ_Runǁsettings__mutmut_53": OPTIMIZER_KEY,
     "nanokd.data.x_num_classes__mutmut_3": "MNIST's and Fashion-MNIST's largest training label is 9: 9 + 1 is "
                                            "NUM_CLASSES",
     "nanokd.data.x_to_float__mutmut_10": "NumPy reads any negative size in reshape as 'infer', like -1",

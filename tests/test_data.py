@@ -501,7 +501,7 @@ def test_download_goes_to_a_hidden_part_file_beside_its_target_and_says_so(mirro
 
 def test_a_failed_download_lists_every_mirror_then_says_where_the_files_may_be(monkeypatch):
     monkeypatch.setitem(data.MIRRORS, "mnist", ("https://a.invalid/", "https://b.invalid/"))
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {"mnist": ("/usr/share/datasets/mnist",)})
+    monkeypatch.setattr(data, "SYSTEM_DIRS", {"mnist": ("/usr/share/datasets/mnist", "/srv/mnist")})
     with pytest.raises(data.DataError) as e:
         data.find_or_download("mnist")
     name = data.FILES[0]
@@ -514,4 +514,4 @@ def test_a_failed_download_lists_every_mirror_then_says_where_the_files_may_be(m
         f"Python) or set the environment variable NANOKD_DATA=DIR, where DIR holds the four files or a 'mnist/' "
         f"folder with them (e.g. a shared copy such as shared/data/mnist beside the repository); or copy them into "
         f"{data.cache_dir('mnist')}, or let nanokd download them there (needs network); or install them in "
-        f"/usr/share/datasets/mnist.")
+        f"/usr/share/datasets/mnist; or install them in /srv/mnist.")

@@ -384,3 +384,13 @@ def test_split_validation_holds_out_the_last_10000_by_default():
     x, y = np.arange(12000), np.arange(12000) % 10
     x_train, y_train, x_val, y_val = data.split_validation(x, y)
     assert (len(x_train), len(x_val)) == (2000, 10000) and x_val[0] == 2000 and y_val[-1] == y[-1]
+
+
+def test_an_image_file_in_place_of_labels_is_named(tmp_path):
+    """A label file holding (N, H, W) images (uint8, so only its shape is wrong) is refused, by name."""
+    folder = write_custom(tmp_path / "swapped")
+    write_idx_gz(folder / data.TRAIN_LABELS, np.zeros((N_TRAIN, SIDE, SIDE)))
+    with pytest.raises(data.DataError) as e:
+        data.load(data.CUSTOM, folder)
+    assert str(e.value) == (f"{folder / data.TRAIN_LABELS} should hold (N,) uint8 labels, but holds "
+                            f"({N_TRAIN}, {SIDE}, {SIDE}) uint8 (wrong magic number: is it an image file?)")

@@ -294,6 +294,16 @@ def test_resume_refuses_a_checkpoint_of_any_other_setting(tiny, tmp_path, change
     assert f"was written with other settings ({next(iter(change))})" in str(e.value)
 
 
+def test_resume_of_a_hard_label_run_ignores_T_and_alpha(tiny, tmp_path):
+    """T and alpha are the soft targets' settings: a run without a teacher resumes whatever they are."""
+    x, y, _, _ = tiny
+    path = tmp_path / "c.npz"
+    kw = dict(**BASE_RUN, checkpoint_path=path, progress=False, log=None)
+    trainer.train_model(nk.MLP([784, 8, 10]), x, y, epochs=1, **kw)
+    history = trainer.train_model(nk.MLP([784, 8, 10]), x, y, epochs=2, resume=True, T=5.0, alpha=0.2, **kw)
+    assert history["epoch"] == [1, 2]
+
+
 def test_resume_refuses_another_optimizer_or_its_lr(tiny, tmp_path):
     x, y, _, _ = tiny
     path = tmp_path / "c.npz"
