@@ -36,6 +36,17 @@ def failure_of(test):
     return str(info.value), "\n".join(n for n in notes if n.startswith("Falsifying example"))
 
 
+def property_failure(loss, grad):
+    """failure_of the property test every demonstration runs: ``grad`` against ``loss``'s finite differences."""
+    @DEMO
+    @given(nkt.logit_pairs(), nkt.temperatures())
+    def test_gradient(zv, T):
+        z, v = zv
+        nkt.assert_gradient(lambda z: loss(z, v, T), lambda z: grad(z, v, T), z)
+
+    return failure_of(test_gradient)
+
+
 # ----------------------------------------------------------------------------
 # losses with bugs, and one without
 # ----------------------------------------------------------------------------
@@ -81,13 +92,7 @@ def test_a_missing_inverse_T_passes_at_T_1_and_is_caught_by_the_property_test():
     # one hand-picked example at T = 1: the bug is invisible there
     nkt.assert_gradient(lambda z: nk.kd_loss(z, v, 1.0), lambda z: kd_grad_missing_inverse_T(z, v, 1.0), z)
 
-    @DEMO
-    @given(nkt.logit_pairs(), nkt.temperatures())
-    def test_kd_gradient(zv, T):
-        z, v = zv
-        nkt.assert_gradient(lambda z: nk.kd_loss(z, v, T), lambda z: kd_grad_missing_inverse_T(z, v, T), z)
-
-    message, example = failure_of(test_kd_gradient)
+    message, example = property_failure(nk.kd_loss, kd_grad_missing_inverse_T)
     # hypothesis shrinks to the first temperature after 1 that the strategy draws, 2, where the
     # analytic gradient is T = 2 times the finite difference
     assert "T=2.0" in example, example
@@ -97,22 +102,10 @@ def test_a_missing_inverse_T_passes_at_T_1_and_is_caught_by_the_property_test():
 
 
 def test_a_missing_centring_term_is_caught():
-    @DEMO
-    @given(nkt.logit_pairs(), nkt.temperatures())
-    def test_kd_gradient(zv, T):
-        z, v = zv
-        nkt.assert_gradient(lambda z: nk.kd_loss(z, v, T), lambda z: kd_grad_missing_p(z, v, T), z)
-
-    message, example = failure_of(test_kd_gradient)
+    message, example = property_failure(nk.kd_loss, kd_grad_missing_p)
     assert "gradient check failed at index (" in message and "Falsifying example" in example
 
-    @DEMO
-    @given(nkt.logit_pairs(), nkt.temperatures())
-    def test_brier_gradient(zv, T):
-        z, v = zv
-        nkt.assert_gradient(lambda z: brier(z, v, T), lambda z: brier_grad_missing_mean(z, v, T), z)
-
-    message, example = failure_of(test_brier_gradient)
+    message, example = property_failure(brier, brier_grad_missing_mean)
     assert "gradient check failed at index (" in message
     assert "T=1.0" in example  # any temperature shows this one: hypothesis says so, and keeps the simplest
 
