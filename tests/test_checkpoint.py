@@ -101,6 +101,21 @@ def test_other_settings_are_named_key_by_key(tmp_path):
         f"settings")
 
 
+def test_another_training_set_size_is_named(tmp_path):
+    path, model = _saved(tmp_path)  # written for 40 training images
+    now = signature(model, SETTINGS, 41)
+    assert _message(lambda: load_checkpoint(path, model, nk.SGD(model.params, lr=0.1), now)) == (
+        f"checkpoint {path} was written with other settings (n_train): delete it or resume with the same settings")
+
+
+def test_a_signature_is_canonical_json_whatever_the_order_of_the_settings():
+    """The stored text is the same for the same settings, so two checkpoints' signatures compare as text too."""
+    model = nk.MLP([6, 5, 3], seed=0)
+    text = signature(model, {"seed": 0, "momentum": 0.9, "lr": 0.1}, 40)
+    assert text == signature(model, {"lr": 0.1, "momentum": 0.9, "seed": 0}, 40)
+    assert list(json.loads(text)) == ["lr", "model", "momentum", "n_train", "seed"]
+
+
 def test_another_optimizer_is_named(tmp_path):
     path, model = _saved(tmp_path)
     sig = signature(model, SETTINGS, 40)

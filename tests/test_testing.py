@@ -346,3 +346,12 @@ def test_importing_without_hypothesis_says_how_to_install_it():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "ImportError: nanokd.testing needs hypothesis: pip install nanokd[test]" in out.stdout
+
+
+def test_every_subpackage_of_nanokd_is_installed():
+    """pyproject.toml lists the packages a wheel holds: nanokd.testing is a package of its own, and must be there."""
+    import tomllib
+
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = sorted(".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "nanokd").rglob("__init__.py"))
+    assert "nanokd.testing" in found and sorted(listed) == found
