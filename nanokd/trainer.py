@@ -34,7 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import data as nkdata
-from . import folded, fused
+from . import fused
 from .backend import default_rng, get_array_module
 from .checkpoint import CheckpointError, fingerprint, load_checkpoint, save_checkpoint, signature
 from .losses import cross_entropy_and_grad, distillation_loss_and_grad
@@ -164,10 +164,8 @@ def train_step(model, optimizer, x, y, v=None, T=1.0, alpha=1.0):
 
     With teacher logits ``v`` (for these x) the loss is the distillation loss,
     else the cross-entropy of y.  On a GPU the same formulas run in a few
-    fused kernels (:func:`nanokd.fused.train_step`); on the CPU, with momentum
-    SGD, the momentum update is folded into the backward's weight products
-    (:func:`nanokd.folded.backward_and_step`).  This is the only place where a fast
-    path is chosen.
+    fused kernels (:func:`nanokd.fused.train_step`); this is the only place
+    where the fast path is chosen.
     """
     if fused.active(model.xp):
         return fused.train_step(model, optimizer, x, y, v, T, alpha)
@@ -176,10 +174,7 @@ def train_step(model, optimizer, x, y, v=None, T=1.0, alpha=1.0):
         loss, g = cross_entropy_and_grad(z, y, check=False)
     else:
         loss, g = distillation_loss_and_grad(z, v, y, T, alpha, check=False)
-    if folded.active(model, optimizer):
-        folded.backward_and_step(model, optimizer, g)  # the next line's arithmetic, in fewer passes
-    else:
-        optimizer.step(model.backward(g))
+    optimizer.step(model.backward(g))
     model.apply_max_norm()
     return loss
 
