@@ -1,8 +1,10 @@
-r"""Choose Fashion-MNIST's quick recipe on a validation split, never on the test set.
+r"""Choose Fashion-MNIST's recipes (quick, and the full teacher) on a validation split, never on the test set.
 
     python -m benchmarks.fashion_val                       # stages 1-3, about 8 minutes on 1 core
     python -m benchmarks.fashion_val --stage schedule --after benchmarks/results/fashion_val.json \
         --out benchmarks/results/fashion_val_schedule.json  # stage 4, about 3 minutes
+    python -m benchmarks.fashion_val --stage full-teacher \
+        --out benchmarks/results/fashion_val_full_teacher.json  # stage 6, 56 minutes on 1 core beside another job
 
 MNIST's quick recipe (``nanokd.presets.PRESETS["quick"]``) trained on
 Fashion-MNIST gave a teacher worse than the small baseline and a distilled
@@ -160,18 +162,23 @@ def best(records):
     return min(records, key=lambda r: r["val_errors"])
 
 
-def stage_choose(data, record, save, epochs):
-    """Stages 1-3: the teacher candidates, then T, then alpha; each choice by the fewest validation errors."""
+def choose_teacher(base, candidates, data, record, save, epochs):
+    """Train each candidate (a change to the recipe ``base``); the name and model of the fewest validation errors."""
     teachers = {}
-    for name, change in TEACHERS.items():
-        recipe = dataclasses.replace(BASE["teacher"], **change, **epochs)
+    for name, change in candidates.items():
+        recipe = dataclasses.replace(base, **change, **epochs)
         teachers[name], rec = fit(recipe, data, seed=TEACHER_SEED, name=f"teacher: {name}")
         rec["candidate"] = name
         record["teachers"].append(rec)
         save()
     chosen = best(record["teachers"])["candidate"]
     record["choice"]["teacher"] = chosen
-    teacher = teachers[chosen]
+    return chosen, teachers[chosen]
+
+
+def stage_choose(data, record, save, epochs):
+    """Stages 1-3: the teacher candidates, then T, then alpha; each choice by the fewest validation errors."""
+    chosen, teacher = choose_teacher(BASE["teacher"], TEACHERS, data, record, save, epochs)
 
     student = dataclasses.replace(BASE["student"], **epochs)
     _, rec = fit(student, data, seed=STUDENT_SEED, name="baseline (hard labels)")
@@ -272,17 +279,9 @@ def stage_full_teacher(data, record, save, epochs):
     rec["role"] = "baseline"
     record["students"].append(rec)
     save()
-    teachers = {}
-    for name, change in FULL_TEACHERS.items():
-        recipe = dataclasses.replace(preset["teacher"], **change, **epochs)
-        teachers[name], rec = fit(recipe, data, seed=TEACHER_SEED, name=f"teacher: {name}")
-        rec["candidate"] = name
-        record["teachers"].append(rec)
-        save()
-    chosen = best(record["teachers"])["candidate"]
-    record["choice"]["teacher"] = chosen
+    chosen, teacher = choose_teacher(preset["teacher"], FULL_TEACHERS, data, record, save, epochs)
     _, rec = fit(student, data, seed=STUDENT_SEED, name=f"distilled T={T:g} alpha={alpha:g}",
-                 teacher=teachers[chosen], T=T, alpha=alpha)
+                 teacher=teacher, T=T, alpha=alpha)
     rec.update(role="distilled", teacher=chosen)
     record["students"].append(rec)
     save()
