@@ -6,7 +6,8 @@ figure in RESULTS.md can be traced back to its code, machine and command:
 * :func:`now`           the date, in UTC;
 * :func:`git_commit`    the commit checked out, marked when the code differs from it;
 * :func:`command_line`  the command that ran, as ``python -m benchmarks.NAME ARGS``;
-* :func:`machine`       CPU, Python, NumPy and the BLAS library behind NumPy;
+* :func:`machine`       CPU, Python, NumPy (and the SIMD code it runs) and the BLAS library behind NumPy;
+* :func:`numpy_simd`    the SIMD targets NumPy dispatches to on this CPU;
 * :func:`write_record`  the record as indented JSON, written atomically
   (:func:`nanokd.atomic.write_json_atomic`: a run killed halfway leaves the
   previous record, never half a file).
@@ -85,6 +86,25 @@ def threadpools():
             for p in threadpool_info()]
 
 
+def numpy_simd():
+    """The SIMD targets NumPy's own loops (exp, log, sums, ...) dispatch to on this CPU, e.g. ``X86_V3+X86_V4``.
+
+    NumPy is compiled for a baseline and for several wider targets, and picks
+    the widest this CPU supports at import.  Its AVX-512 loops round some
+    results differently in the last bit from its AVX2 ones, so two machines
+    with the same NumPy and the same BLAS kernel still train to different bits
+    when one has AVX-512.  The list is NumPy's private ``__cpu_dispatch__``
+    filtered by ``__cpu_features__`` (what ``numpy.show_runtime()`` prints as
+    "found"); ``"unknown"`` where a NumPy lacks them.  The environment variable
+    ``NPY_DISABLE_CPU_FEATURES`` (e.g. ``"X86_V4 AVX512_ICL"``) turns targets off.
+    """
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:
+        return "unknown"
+    return "+".join(t for t in __cpu_dispatch__ if __cpu_features__.get(t)) or "baseline"
+
+
 def machine():
     """The machine a record was made on, as a JSON-able dict.
 
@@ -94,10 +114,11 @@ def machine():
     (unset: OpenBLAS uses every core), ``threadpools`` what was loaded and how
     many threads it had when the record was made (:func:`threadpools`), and
     ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` the variables that override
-    OpenBLAS's choice of kernel and cache size.
+    OpenBLAS's choice of kernel and cache size; ``numpy_simd`` the SIMD code
+    NumPy's own loops run (:func:`numpy_simd`: it changes the last bits too).
     """
     return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__,
+            "numpy": np.__version__, "numpy_simd": numpy_simd(),
             "blas_threads_env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
             "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"), "threadpools": threadpools()}

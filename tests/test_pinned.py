@@ -10,38 +10,40 @@ at the time the test was written.
 So a change that moves code around (a refactor) must leave every hash as it is,
 and a change that alters the arithmetic, even in the last bit, must say so by
 updating :data:`PINNED`.  Print the new values with
-``python tests/test_pinned.py``.
+``python -m tests.test_pinned`` (in the repository root).
 
 Bit-for-bit results depend on the BLAS kernel that computes the matrix
-products (the order of the sums).  So each hash is recorded per kernel
-(:func:`platform_key`), and on a kernel with no recorded hashes the test
+products (the order of the sums), and on the SIMD code NumPy's own loops run
+(its AVX-512 exp and sums round differently from its AVX2 ones).  So each hash
+is recorded per kernel and SIMD level (:func:`platform_key`), and on a
+combination with no recorded hashes the test
 compares a weaker fingerprint instead, the first moments of every parameter,
 to a relative 1e-4: that holds across kernels for runs this short, and still
 fails for any change to what is computed beyond rounding.
 """
 
 import hashlib
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import nanokd as nk
+from benchmarks.common import numpy_simd
 from nanokd.train import compute_teacher_logits, train_model
 
 N, D, C = 300, 784, 10
 
 
 def platform_key():
-    """numpy version, BLAS library, its kernel and thread count: what fixes the order of the sums in a product."""
+    """numpy version and SIMD level, BLAS library, its kernel and thread count: what fixes the bits of a run."""
     try:
         from threadpoolctl import threadpool_info
         blas = [f"{i['internal_api']}-{i.get('architecture')}-{i['num_threads']}threads"
                 for i in threadpool_info() if i["user_api"] == "blas"]
     except ImportError:
         blas = ["unknown"]
-    return f"numpy{np.__version__}-{'+'.join(blas) or 'none'}"
+    return f"numpy{np.__version__}-{numpy_simd()}-{'+'.join(blas) or 'none'}"
 
 
 def _data():
@@ -110,10 +112,11 @@ def moments(model):
     return out
 
 
-#: Recorded from the code of the commit that added this test (run this file to print them).
+#: Recorded from the code of the commit that added this test (``python -m tests.test_pinned`` prints them);
+#: X86_V3 is an AVX2 CPU, X86_V3+X86_V4+AVX512_ICL one with AVX-512 (an AMD Zen 5).
 PINNED = {
     "sha256": {
-        'numpy2.4.6-openblas-Haswell-1threads': {
+        'numpy2.4.6-X86_V3-openblas-Haswell-1threads': {
             'teacher': '65e401b115b39109412b8a70e7d4d8e5b78083cd0885fbd63b663bed98b573fa',
             'other_teacher': 'deeedf4f59235a7f906415948bbb03cf286771b11af8c67d134210f08000c4b4',
             'baseline': 'f5d859fa605f45beb22243bd8a30e56b31f34b7c0b5f821b104dc76e88278a4c',
@@ -123,7 +126,7 @@ PINNED = {
             'distilled_ensemble': '6383719175e86a4975c86269e3f6db758dcf97554c451983a357414ebaf1e6e4',
             'distilled_resumed': '4174ed6b6e6f3936da38792783cc13dd4fe48959d81a55c3eca37c2fda7bad13',
         },
-        'numpy2.4.6-openblas-Haswell-2threads': {
+        'numpy2.4.6-X86_V3-openblas-Haswell-2threads': {
             'teacher': '99079f658d35eaf974820078d8394b4c500e3c1ab26dde0253380988d68950b0',
             'other_teacher': '6e9182bfcd53726f8b01c8716307304e433e05052874bd24c63a0751f7fc16fa',
             'baseline': 'f911ffbda88bd3d7c5b0ca62a2185c27a796ddec6ab301471de30a6c2269e14f',
@@ -132,6 +135,26 @@ PINNED = {
             'distilled_jitter': '588564767d65e298f218183e31bda8759e979f803506c798966b05edfc48cc8f',
             'distilled_ensemble': '5597a28a198a73c21c76be5a492528242811246eedce8a2de7af3ce6871c4e41',
             'distilled_resumed': '06c77362eb6c57ac65c9dca6bbb0cea3d2f8ec1c49f36d6f50d237b073271904',
+        },
+        'numpy2.4.6-X86_V3+X86_V4+AVX512_ICL-openblas-Haswell-1threads': {
+            'teacher': 'e775860814b06daf8a828b36d2b250b82f9ffbbf46ad76ad1e0e40033ec20f14',
+            'other_teacher': '1f1870777cc6985d017e93ddc5289607d2951c56ee059c8d25ff049b4bb8dfc4',
+            'baseline': '3d59feede4b469e671c336cfa089c4ba719dc316fcacb6df4b0cca1cfa93411d',
+            'distilled_cached': '80b4c0e33800514702056149d349ec92339a5940e09fd986d9df66a5976d9958',
+            'distilled_logits': '45ccf6f80662d6338154460d7437afded411e0c9d234f43660e5da8ae06253d6',
+            'distilled_jitter': '26f6e9bad366035d9d8933cdb73dd78a6e30b9b2ad10a2cb968aa268d491e70b',
+            'distilled_ensemble': 'd43ff5ab9e7856803059c8bd69c515a4b1611a8b9df9c155dfba1b3b735229e0',
+            'distilled_resumed': '80b4c0e33800514702056149d349ec92339a5940e09fd986d9df66a5976d9958',
+        },
+        'numpy2.4.6-X86_V3+X86_V4+AVX512_ICL-openblas-Haswell-2threads': {
+            'teacher': '779e08c772a42cc63527902f58dd0eb494786b2b1f291dd524237b898ced5c75',
+            'other_teacher': '3b23eb84ed1ed063c43d2ede762886f522b040d4be0ea9da58c03ea6fb68893e',
+            'baseline': '91e09df39c3d9d07393e2f72b213e00204b9c7d42be7f152c6f22068a5a5e9fa',
+            'distilled_cached': '6d4662afe1676b3537c4b015564be791e0079e84d970e057fd08749c31375b4e',
+            'distilled_logits': '709884286ef2bafaaf0de41946ded84688a315ad43eb549a4b38d235a43d342b',
+            'distilled_jitter': '94762e9e491cbce8aaf2445e26df6078555ebd5368b59825ae8f2f79a5ae431d',
+            'distilled_ensemble': '315f3a1fa314b91cbaafb1ad4fa1778dac64225f793fbe2b3b0b7c26c65f85ea',
+            'distilled_resumed': '6d4662afe1676b3537c4b015564be791e0079e84d970e057fd08749c31375b4e',
         },
     },
     "moments": {
@@ -177,7 +200,6 @@ def test_a_recorded_kernel_is_this_one_or_the_fallback_is_used():
 if __name__ == "__main__":  # print the values to paste into PINNED
     import tempfile
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     with tempfile.TemporaryDirectory() as d:
         models = runs(Path(d))
     print(f"{platform_key()!r}: {{")
