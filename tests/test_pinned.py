@@ -73,25 +73,41 @@ def _student(seed=1):
     return nk.MLP([D, 32, 32, C], seed=seed)
 
 
-def runs(tmp_path):
-    """name -> the trained model of each pinned run (all on the CPU, float32)."""
+def run(name, tmp_path):
+    """The trained model of the pinned run ``name`` (on the CPU, float32), trained from scratch.
+
+    Each test trains only its own run (with the teacher it needs: the runs are
+    tiny), so that a tool which maps each test to the code it calls, as
+    mutation testing does, sees every run's code under that run's test.
+    """
     x, y = _data()
+    if name == "other_teacher":
+        return _fit(nk.MLP([D, 40, C], seed=7), x, y, seed=7)
     teacher = _teacher(x, y)
-    other = _fit(nk.MLP([D, 40, C], seed=7), x, y, seed=7)
-    out = {"teacher": teacher, "other_teacher": other}
-    out["baseline"] = _fit(_student(), x, y, seed=1)
-    out["distilled_cached"] = _fit(_student(), x, y, teacher=teacher, T=4.0, alpha=0.9, seed=1)
-    out["distilled_logits"] = _fit(_student(), x, y, teacher_logits=compute_teacher_logits(teacher, x, 1.0),
-                                   T=1.0, alpha=0.5, seed=1)
-    out["distilled_jitter"] = _fit(_student(), x, y, teacher=teacher, T=4.0, alpha=1.0, jitter=1, seed=1)
-    out["distilled_ensemble"] = _fit(_student(), x, y, teacher=[teacher, other], T=3.0, alpha=0.9, seed=1)
-    ckpt = tmp_path / "resume.ckpt.npz"
-    resumed = _student()
-    _fit(resumed, x, y, teacher=teacher, T=4.0, alpha=0.9, seed=1, epochs=1, checkpoint_path=ckpt)
-    resumed = _student()  # as a new process builds it; the checkpoint then supplies epoch 1's weights
-    out["distilled_resumed"] = _fit(resumed, x, y, teacher=teacher, T=4.0, alpha=0.9, seed=1,
-                                    checkpoint_path=ckpt, resume=True)
-    return out
+    if name == "teacher":
+        return teacher
+    if name == "baseline":
+        return _fit(_student(), x, y, seed=1)
+    if name == "distilled_cached":
+        return _fit(_student(), x, y, teacher=teacher, T=4.0, alpha=0.9, seed=1)
+    if name == "distilled_logits":
+        return _fit(_student(), x, y, teacher_logits=compute_teacher_logits(teacher, x, 1.0), T=1.0, alpha=0.5,
+                    seed=1)
+    if name == "distilled_jitter":
+        return _fit(_student(), x, y, teacher=teacher, T=4.0, alpha=1.0, jitter=1, seed=1)
+    if name == "distilled_ensemble":
+        other = run("other_teacher", tmp_path)
+        return _fit(_student(), x, y, teacher=[teacher, other], T=3.0, alpha=0.9, seed=1)
+    if name == "distilled_resumed":  # distilled_cached, stopped after epoch 1 and resumed
+        ckpt = tmp_path / "resume.ckpt.npz"
+        _fit(_student(), x, y, teacher=teacher, T=4.0, alpha=0.9, seed=1, epochs=1, checkpoint_path=ckpt)
+        resumed = _student()  # as a new process builds it; the checkpoint then supplies epoch 1's weights
+        return _fit(resumed, x, y, teacher=teacher, T=4.0, alpha=0.9, seed=1, checkpoint_path=ckpt, resume=True)
+    raise KeyError(name)
+
+
+NAMES = ("teacher", "other_teacher", "baseline", "distilled_cached", "distilled_logits", "distilled_jitter",
+         "distilled_ensemble", "distilled_resumed")
 
 
 def weights_sha256(model):
@@ -170,15 +186,10 @@ PINNED = {
 }
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return runs(tmp_path_factory.mktemp("pinned"))
-
-
-@pytest.mark.parametrize("name", sorted(PINNED["moments"]))
-def test_weights_are_pinned(trained, name):
+@pytest.mark.parametrize("name", NAMES)
+def test_weights_are_pinned(name, tmp_path):
     """The run's final weights are bit for bit the recorded ones (on a recorded BLAS kernel)."""
-    model = trained[name]
+    model = run(name, tmp_path)
     hashes = PINNED["sha256"].get(platform_key())
     if hashes is not None:
         assert weights_sha256(model) == hashes[name], (
@@ -186,22 +197,23 @@ def test_weights_are_pinned(trained, name):
     np.testing.assert_allclose(moments(model), PINNED["moments"][name], rtol=1e-4, atol=1e-5)
 
 
-def test_resumed_run_equals_uninterrupted_one(trained):
+def test_resumed_run_equals_uninterrupted_one(tmp_path):
     """Resuming after epoch 1 ends where the straight two-epoch run ends, bit for bit."""
-    assert weights_sha256(trained["distilled_resumed"]) == weights_sha256(trained["distilled_cached"])
+    assert weights_sha256(run("distilled_resumed", tmp_path)) == weights_sha256(run("distilled_cached", tmp_path))
 
 
 def test_a_recorded_kernel_is_this_one_or_the_fallback_is_used():
     """The table has hashes for at least one kernel, and the moments for every run."""
     assert PINNED["sha256"], "no hashes recorded"
-    assert all(set(h) == set(PINNED["moments"]) for h in PINNED["sha256"].values())
+    assert all(set(h) == set(NAMES) for h in PINNED["sha256"].values())
+    assert set(PINNED["moments"]) == set(NAMES)
 
 
 if __name__ == "__main__":  # print the values to paste into PINNED
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        models = runs(Path(d))
+        models = {name: run(name, Path(d)) for name in NAMES}
     print(f"{platform_key()!r}: {{")
     print("".join(f"    {k!r}: {weights_sha256(m)!r},\n" for k, m in models.items()) + "},")
     print("".join(f"    {k!r}: {[float(f'{v:.10g}') for v in moments(m)]},\n" for k, m in models.items()))
