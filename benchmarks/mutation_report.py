@@ -49,6 +49,9 @@ NETWORK = ("urllib_fetch's timeout or copy chunk: the real download, which needs
 OPTIMIZER_KEY = "a key's name in the signature's optimizer entry: another optimizer or lr still changes it"
 GPU_BRANCH = ("in the CuPy branch, which the CPU never runs: test_mlp.py's test_max_norm_projects_columns[cupy] "
               "(a GPU) sees it")
+BUFFER_NAME = "the name of a layer's scratch buffer: another name no other buffer of the layer uses, the same arrays"
+NEW_KEEP = ("the keep indicators go to a new array each call instead of the layer's reused buffer: the same "
+            "indicators (the mask they make is still the reused buffer)")
 EQUIVALENT = {
     "nanokd.optim.x_pieces__mutmut_2": "all the arrays have one size, so arrays[1].size is arrays[0].size",
     "nanokd.optim.x_pieces__mutmut_4": "at n == BLOCK the loop yields the one whole piece the shortcut yields",
@@ -221,6 +224,15 @@ EQUIVALENT = {
     "nanokd.data.x_shift_images__mutmut_90": "side + min(dx, 1) differs only for dx > 0, where it is side + 1, "
                                              "which slicing clips to side",
     "nanokd.data.x_balanced_subset__mutmut_23": "rng.choice tests replace for truth: None is False",
+    "nanokd.layers.xǁDropoutǁforward__mutmut_9": CPU_ONLY,
+    "nanokd.layers.xǁDropoutǁforward__mutmut_21": NEW_KEEP,
+    "nanokd.layers.xǁDropoutǁforward__mutmut_27": NEW_KEEP,
+    "nanokd.layers.xǁDropoutǁforward__mutmut_29": BUFFER_NAME,
+    "nanokd.layers.xǁDropoutǁforward__mutmut_37": BUFFER_NAME,
+    "nanokd.layers.xǁDropoutǁforward__mutmut_38": BUFFER_NAME,
+    "nanokd.layers.xǁDropoutǁforward__mutmut_54": BUFFER_NAME,
+    "nanokd.layers.xǁDropoutǁforward__mutmut_62": BUFFER_NAME,
+    "nanokd.layers.xǁDropoutǁforward__mutmut_63": BUFFER_NAME,
     "nanokd.layers.x_max_norm___mutmut_2": CPU_ONLY,
     "nanokd.layers.x_max_norm___mutmut_12": "einsum's labels may be upper case: the same sum",
     "nanokd.layers.x_max_norm___mutmut_14": "a float64 factor: the scaled weight is rounded once instead of twice",

@@ -43,6 +43,56 @@ def test_keep_mask_after_a_leftover_half_word_and_other_generators_fall_back_cor
                                   b.random((7, 9), dtype=np.float32) >= 0.4)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bit_generator, shape", [(np.random.PCG64, (64,)), (np.random.PCG64, (63,)),
+                                                  (np.random.MT19937, (64,))])
+def test_keep_mask_at_the_boundary_u_equal_to_p_and_just_below_it(dtype, bit_generator, shape):
+    """u >= p keeps a unit whose u is p, and drops one whose u is p's next float down, on every path.
+
+    (64,) from PCG64 takes the raw-bits path, (63,) (an odd float32 count) and
+    MT19937 the plain formula.  For u in [1/4, 1/2) the next float up is
+    u + 2^-25 in float32 (2^-54 in float64): a comparison made on one more
+    bit than the dtype has sees a difference there.
+    """
+    dtype = np.dtype(dtype)
+    u = np.random.Generator(bit_generator(9)).random(shape, dtype=dtype)
+    candidates = u[(u >= 0.25) & (u < 0.5)]
+    assert candidates.size >= 8
+    for p in candidates:
+        for q in (p, np.nextafter(p, dtype.type(1))):
+            keep = bernoulli_keep(np.random.Generator(bit_generator(9)), q, shape, dtype)
+            np.testing.assert_array_equal(keep, u >= q)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_keep_mask_of_an_even_count_from_a_32_bit_generator_is_the_plain_formula(dtype):
+    """MT19937 makes 32 bits at a time, so its raw outputs are not NumPy's floats' bits: the plain formula runs."""
+    a, b = np.random.Generator(np.random.MT19937(5)), np.random.Generator(np.random.MT19937(5))
+    for shape in [(8, 10), (128, 300)]:
+        np.testing.assert_array_equal(bernoulli_keep(a, 0.4, shape, np.dtype(dtype)),
+                                      b.random(shape, dtype=dtype) >= 0.4)
+
+
+class _RawBitsOnly:
+    """A generator whose floating-point draws fail: only its raw bits may be read."""
+
+    def __init__(self, seed):
+        self.bit_generator = np.random.PCG64(seed)
+
+    def random(self, *args, **kwargs):
+        raise AssertionError("the plain formula ran where the raw-bits fast path applies")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_raw_bits_path_runs_where_it_applies(dtype):
+    """A PCG64 generator and an even count: the indicators come from the raw bits (about twice as fast)."""
+    keep = bernoulli_keep(_RawBitsOnly(3), 0.3, (8, 10), np.dtype(dtype))
+    np.testing.assert_array_equal(keep, np.random.Generator(np.random.PCG64(3)).random((8, 10), dtype=dtype) >= 0.3)
+    x = np.ones((8, 10), dtype=dtype)
+    layer = nk.Dropout(0.3)
+    np.testing.assert_array_equal(layer.forward(x, _RawBitsOnly(3)), keep / dtype(0.7))
+
+
 def test_dropout_layer_uses_the_same_masks_as_the_plain_formula():
     model = nk.MLP([300, 200, 10], dropout_input=0.2, dropout_hidden=0.5, seed=4)
     x = np.random.default_rng(1).random((32, 300), dtype=np.float32)

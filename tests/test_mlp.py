@@ -44,11 +44,14 @@ def test_mlp_backward_equals_finite_differences(xp, data, T, alpha):
                                   lambda z: nk.distillation_loss_grad(z, v, y, T, alpha),
                                   sample=36, directions=2, seed=data.draw(st.integers(0, 2**31 - 1), label="seed"))
     grads = case.backward(lambda z: nk.distillation_loss_grad(z, v, y, T, alpha))(*case.params)
-    if all(float(abs(g).max()) == 0 for g in grads):
+    gmax = max(float(abs(g).max()) for g in grads)
+    if gmax == 0:
         # dropout or ReLU silenced every path: the finite differences see only rounding noise
         assert abs(report.numeric) < 1e-10, report
     else:
-        assert report.max_rel_error < 1e-7, report
+        # within 1e-7 of the largest gradient, or within what the finite differences resolve when the whole
+        # gradient is tiny (a dead ReLU and alpha ~ 1e-7 once left max |g| = 1.5e-8, resolved to 1.9e-11)
+        assert report.max_rel_error < max(1e-7, report.tolerance / gmax), report
 
 
 def test_784_30_30_10_backward_full_check():
@@ -106,6 +109,31 @@ def test_dropout_masks_and_scaling():
     assert abs((m_in == 0).mean() - 0.2) < 0.01 and abs((m_hid == 0).mean() - 0.5) < 0.01
     # no dropout at test time: deterministic
     np.testing.assert_array_equal(model.forward(x), model.forward(x))
+
+
+def test_dropout_layer_on_its_own():
+    """Training is the default; a new mask each call unless kept; identity in evaluation and at p = 0; in place."""
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 50), dtype=np.float32) + 0.5
+    x_before = x.copy()
+    layer = nk.Dropout(0.5)
+    first = layer.forward(x, rng).copy()
+    assert first.dtype == x.dtype and layer.mask.dtype == x.dtype
+    assert 0.3 < (first == 0).mean() < 0.7
+    second = layer.forward(x, rng)
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(layer.forward(x, rng, keep_mask=True), second)
+    np.testing.assert_array_equal(x, x_before)  # not in place: x is left as it was
+    dh = np.full_like(x, 3.0)
+    np.testing.assert_array_equal(layer.backward(dh), np.where(second == 0, 0, 3.0 * 2))
+    assert layer.forward(x, rng, train=False) is x
+    np.testing.assert_array_equal(layer.backward(np.full_like(x, 3.0)), 3.0)  # no mask in evaluation
+    state = rng.bit_generator.state
+    assert nk.Dropout(0.0).forward(x, rng) is x
+    assert rng.bit_generator.state == state  # p = 0 draws nothing
+    y = x.copy()
+    h = nk.Dropout(0.5, inplace=True).forward(y, rng)
+    assert h is y and (y == 0).any()  # in place: into the buffer of the layer below
 
 
 def test_same_seed_same_model_and_masks():
