@@ -1,4 +1,9 @@
-"""Shared pytest fixtures, and the hypothesis profiles: ``ci`` by default, ``--hypothesis-profile thorough`` for a long run."""
+"""Shared pytest fixtures, and the hypothesis profiles: ``ci`` by default, ``--hypothesis-profile thorough`` for a long run.
+
+``--hypothesis-profile mutation`` (what ``mutmut run`` passes, pyproject.toml) is ``ci`` with fixed
+examples and no example database: a failing example one mutant's run saved must not replay on the
+next mutants, which would count them killed when the mutant did not fail the test.
+"""
 
 import os
 from pathlib import Path
@@ -13,6 +18,7 @@ except ImportError:  # hypothesis is missing: the property tests will say so whe
     pass
 else:
     nkt.register_profiles()
+    settings.register_profile("mutation", parent=settings.get_profile("ci"), derandomize=True, database=None)
     settings.load_profile("ci")  # hypothesis's pytest plugin loads --hypothesis-profile after this, when given
 
 MNIST_FILES = (
