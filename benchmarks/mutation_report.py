@@ -224,6 +224,12 @@ EQUIVALENT = {
     "nanokd.data.x_shift_images__mutmut_90": "side + min(dx, 1) differs only for dx > 0, where it is side + 1, "
                                              "which slicing clips to side",
     "nanokd.data.x_balanced_subset__mutmut_23": "rng.choice tests replace for truth: None is False",
+    "nanokd.layers.x_bernoulli_keep__mutmut_6": ("getattr without a default: every generator nanokd draws from "
+                                                 "(NumPy's and CuPy's Generator) has a bit_generator"),
+    "nanokd.layers.x_bernoulli_keep__mutmut_62": BUFFER_NAME,
+    "nanokd.layers.x_bernoulli_keep__mutmut_71": BUFFER_NAME,
+    "nanokd.layers.x_bernoulli_keep__mutmut_72": BUFFER_NAME,
+    "nanokd.layers.x_bernoulli_keep__mutmut_77": "None assigned into a boolean array is False",
     "nanokd.layers.xǁDropoutǁforward__mutmut_9": CPU_ONLY,
     "nanokd.layers.xǁDropoutǁforward__mutmut_21": NEW_KEEP,
     "nanokd.layers.xǁDropoutǁforward__mutmut_27": NEW_KEEP,

@@ -73,6 +73,19 @@ def test_keep_mask_of_an_even_count_from_a_32_bit_generator_is_the_plain_formula
                                       b.random(shape, dtype=dtype) >= 0.4)
 
 
+@pytest.mark.parametrize("p", [0.3, 1 - 2.0 ** -26])
+def test_keep_mask_into_a_reused_buffer(p):
+    """Given ``bufs``, the indicators go into one boolean buffer, reused by the next call of that shape."""
+    bufs, plain = {}, np.random.default_rng(1)
+    rng = np.random.default_rng(1)
+    first = bernoulli_keep(rng, p, (8, 10), np.dtype(np.float32), np, bufs)
+    assert first.dtype == bool
+    np.testing.assert_array_equal(first, plain.random((8, 10), dtype=np.float32) >= p)
+    second = bernoulli_keep(rng, p, (8, 10), np.dtype(np.float32), np, bufs)
+    assert second is first
+    np.testing.assert_array_equal(second, plain.random((8, 10), dtype=np.float32) >= p)
+
+
 class _RawBitsOnly:
     """A generator whose floating-point draws fail: only its raw bits may be read."""
 
