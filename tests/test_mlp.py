@@ -128,12 +128,30 @@ def test_dropout_layer_on_its_own():
     np.testing.assert_array_equal(layer.backward(dh), np.where(second == 0, 0, 3.0 * 2))
     assert layer.forward(x, rng, train=False) is x
     np.testing.assert_array_equal(layer.backward(np.full_like(x, 3.0)), 3.0)  # no mask in evaluation
+    fresh = nk.Dropout(0.5)  # keep_mask with no mask yet: one is drawn
+    assert (fresh.forward(x, rng, keep_mask=True) == 0).any() and fresh.mask.shape == x.shape
     state = rng.bit_generator.state
     assert nk.Dropout(0.0).forward(x, rng) is x
     assert rng.bit_generator.state == state  # p = 0 draws nothing
     y = x.copy()
     h = nk.Dropout(0.5, inplace=True).forward(y, rng)
     assert h is y and (y == 0).any()  # in place: into the buffer of the layer below
+
+
+def test_a_layer_reuses_its_buffers():
+    """A layer's output is one buffer, reused by the next call of that shape and dtype (the loop allocates nothing)."""
+    rng = np.random.default_rng(0)
+    W, b = rng.normal(size=(5, 3)).astype(np.float32), np.zeros(3, dtype=np.float32)
+    layer = nk.Linear(W, b)
+    x1, x2 = rng.random((4, 5), dtype=np.float32), rng.random((4, 5), dtype=np.float32)
+    a1 = layer.forward(x1)
+    a2 = layer.forward(x2)
+    assert a2 is a1
+    np.testing.assert_allclose(a2, x2 @ W + b, rtol=1e-6)
+    dx1 = layer.backward(np.ones((4, 3), dtype=np.float32))
+    assert layer.backward(np.ones((4, 3), dtype=np.float32)) is dx1
+    a3 = layer.forward(x1[:2])  # another shape: another buffer, the right size
+    assert a3.shape == (2, 3) and a3 is not a1
 
 
 def test_same_seed_same_model_and_masks():
