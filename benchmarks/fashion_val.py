@@ -49,18 +49,17 @@ leaves what it finished, with ``"complete": false``.
 
 import argparse
 import dataclasses
-import datetime
 import json
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import common
+from benchmarks.common import git_commit, now
 from nanokd import data as nkdata
 from nanokd.atomic import write_json_atomic
 from nanokd.presets import PRESETS, build
@@ -107,35 +106,9 @@ FULL_TEACHERS = {
 }
 
 
-def now():
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def git_commit():
-    """The checkout's commit, with ``+uncommitted-changes`` when nanokd/ or this script differ from it."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "nanokd", "benchmarks/fashion_val.py"],
-                               cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
-        return (sha + ("+uncommitted-changes" if dirty else "")) or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def machine():
-    """CPU model, cores, versions, BLAS thread settings and the load average (other processes slow a run)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-            "blas_threads_env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
-            "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
+    """:func:`benchmarks.common.machine` and the load average at the start (other processes slow a run)."""
+    return {**common.machine(), "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
 
 
 def fit(recipe, data, *, seed, name, teacher=None, T=1.0, alpha=1.0):

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from nanokd.atomic import write_json_atomic
 
-from .fashion_val import git_commit, machine, now
+from .common import git_commit, now
+from .fashion_val import machine  # common.machine() with the load average at the start
 
 
 def main(argv=None):
