@@ -154,6 +154,23 @@ def test_a_layer_reuses_its_buffers():
     assert a3.shape == (2, 3) and a3 is not a1
 
 
+def test_backward_does_not_compute_the_gradient_of_the_input():
+    """dL/dx of the input images is the largest product of a backward and no parameter needs it: it is skipped."""
+    model = nk.MLP([20, 8, 3], dropout_input=0.2, seed=0)
+    first, calls = model.linears[0], []
+    backward = first.backward
+
+    def spy(da, need_dx=True):
+        calls.append(need_dx)
+        return backward(da, need_dx)
+
+    first.backward = spy
+    x = np.random.default_rng(0).random((5, 20), dtype=np.float32)
+    model.forward(x, train=True)
+    model.backward(np.ones((5, 3), dtype=np.float32))
+    assert calls == [False] and calls[0] is False
+
+
 def test_same_seed_same_model_and_masks():
     a = nk.MLP([20, 8, 3], dropout_hidden=0.5, seed=7)
     b = nk.MLP([20, 8, 3], dropout_hidden=0.5, seed=7)
