@@ -246,6 +246,13 @@ EQUIVALENT = {
     "nanokd.layers.xǁDropoutǁforward__mutmut_62": BUFFER_NAME,
     "nanokd.layers.xǁDropoutǁforward__mutmut_63": BUFFER_NAME,
     "nanokd.layers.x_max_norm___mutmut_2": CPU_ONLY,
+    "nanokd.mlp.xǁMLPǁ__init____mutmut_15": "'' is no dtype's name either: the same ValueError",
+    "nanokd.mlp.xǁMLPǁforward__mutmut_11": CPU_ONLY,
+    "nanokd.mlp.xǁMLPǁforward__mutmut_13": ("the message of the device check, which only a CuPy array fails: "
+                                           "test_mlp.py's test_a_batch_on_another_device_is_refused, on a GPU"),
+    "nanokd.mlp.xǁMLPǁforward__mutmut_14": ("the message of the device check, which only a CuPy array fails: "
+                                           "test_mlp.py's test_a_batch_on_another_device_is_refused, on a GPU"),
+    "nanokd.mlp.xǁMLPǁforward__mutmut_16": "x.astype(its own dtype) is a copy of x: the same values, x still untouched",
     "nanokd.layers.x_max_norm___mutmut_12": "einsum's labels may be upper case: the same sum",
     "nanokd.layers.x_max_norm___mutmut_14": "a float64 factor: the scaled weight is rounded once instead of twice",
     "nanokd.layers.x_max_norm___mutmut_15": "astype's copy flag: the same values, a copy or not",

@@ -274,8 +274,9 @@ def test_bad_arguments():
         nk.MLP([4, 3, 2], dropout_input=-0.3)
     with pytest.raises(ValueError, match="dropout probability"):
         nk.Dropout(1.0)
-    with pytest.raises(ValueError, match="max_norm"):
-        nk.MLP([4, 2], max_norm=0)
+    for max_norm in (0, -1.0, float("inf"), True, "3"):
+        with pytest.raises(ValueError, match="max_norm must be None or a finite number > 0"):
+            nk.MLP([4, 2], max_norm=max_norm)
     with pytest.raises(ValueError, match="device"):
         nk.MLP([4, 2], device="tpu")
     with pytest.raises(ValueError, match=r"x must have shape \(N, 4\)"):
@@ -285,6 +286,36 @@ def test_bad_arguments():
         model.load_params([np.zeros((4, 3)), np.zeros(3)])
     with pytest.raises(ValueError, match=r"shape mismatch: model \(4, 3\), file \(3, 4\)"):
         model.load_params([np.zeros((3, 4)), np.zeros(3), np.zeros((3, 2)), np.zeros(2)])
+
+
+@pytest.mark.skipif(not nk.cuda_available(), reason="CuPy with a CUDA GPU is not available here")
+def test_a_batch_on_another_device_is_refused():
+    import cupy
+
+    with pytest.raises(TypeError, match="x lives on cuda but the model on cpu"):
+        nk.MLP([4, 2]).forward(cupy.zeros((3, 4), dtype=cupy.float32))
+    with pytest.raises(TypeError, match="x lives on cpu but the model on cuda"):
+        nk.MLP([4, 2], device="cuda").forward(np.zeros((3, 4), dtype=np.float32))
+
+
+def test_default_seed_is_0():
+    for p, q in zip(nk.MLP([6, 4, 2]).params, nk.MLP([6, 4, 2], seed=0).params):
+        np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_input_of_another_dtype_is_cast_to_the_models_first(dtype):
+    """A float64 batch into a float32 model gives the logits of the batch rounded to float32, and vice versa."""
+    other = np.float64 if dtype == "float32" else np.float32
+    model = nk.MLP([6, 5, 3], dropout_input=0.2, dtype=dtype, seed=2)
+    x = np.random.default_rng(0).random((4, 6)).astype(other)
+    z = model.forward(x)
+    assert z.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(z, model.forward(x.astype(dtype)))
+    model.reseed(5)
+    z_train = model.forward(x, train=True)
+    model.reseed(5)
+    np.testing.assert_array_equal(z_train, model.forward(x.astype(dtype), train=True))
 
 
 def test_dtype_may_be_named_or_given_as_a_numpy_type():
