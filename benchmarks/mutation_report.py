@@ -247,6 +247,11 @@ EQUIVALENT = {
     "nanokd.layers.xǁDropoutǁforward__mutmut_63": BUFFER_NAME,
     "nanokd.layers.x_max_norm___mutmut_2": CPU_ONLY,
     "nanokd.mlp.xǁMLPǁ__init____mutmut_15": "'' is no dtype's name either: the same ValueError",
+    "nanokd.mlp.xǁMLPǁ__init____mutmut_87": "inplace=None is falsy, as the False it replaces",
+    "nanokd.mlp.xǁMLPǁ__init____mutmut_89": "inplace's default is the False it replaces",
+    "nanokd.mlp.xǁMLPǁ__init____mutmut_149": "the hidden dropout writes into a buffer of its own instead of the ReLU output it drops from: the same values",
+    "nanokd.mlp.xǁMLPǁ__init____mutmut_151": "the hidden dropout writes into a buffer of its own instead of the ReLU output it drops from: the same values",
+    "nanokd.mlp.xǁMLPǁ__init____mutmut_152": "the hidden dropout writes into a buffer of its own instead of the ReLU output it drops from: the same values",
     "nanokd.mlp.xǁMLPǁforward__mutmut_11": CPU_ONLY,
     "nanokd.mlp.xǁMLPǁforward__mutmut_13": ("the message of the device check, which only a CuPy array fails: "
                                            "test_mlp.py's test_a_batch_on_another_device_is_refused, on a GPU"),

@@ -171,6 +171,19 @@ def test_backward_does_not_compute_the_gradient_of_the_input():
     assert calls == [False] and calls[0] is False
 
 
+def test_the_layers_of_a_model_with_and_without_dropout():
+    """Dropout layers exist only where a drop probability is > 0: input, then Linear-ReLU(-Dropout) blocks."""
+    plain = nk.MLP([6, 5, 4, 3])
+    assert [type(layer).__name__ for layer in plain.layers] == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    both = nk.MLP([6, 5, 4, 3], dropout_input=0.2, dropout_hidden=0.5)
+    assert [type(layer).__name__ for layer in both.layers] == ["Dropout", "Linear", "ReLU", "Dropout", "Linear",
+                                                               "ReLU", "Dropout", "Linear"]
+    assert [type(layer).__name__ for layer in nk.MLP([6, 5, 3], dropout_hidden=0.5).layers] == [
+        "Linear", "ReLU", "Dropout", "Linear"]
+    assert [type(layer).__name__ for layer in nk.MLP([6, 5, 3], dropout_input=0.5).layers] == [
+        "Dropout", "Linear", "ReLU", "Linear"]
+
+
 def test_same_seed_same_model_and_masks():
     a = nk.MLP([20, 8, 3], dropout_hidden=0.5, seed=7)
     b = nk.MLP([20, 8, 3], dropout_hidden=0.5, seed=7)
@@ -235,6 +248,7 @@ def test_save_load_roundtrip(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["m.npz"]  # no temp file left behind
     loaded = nk.MLP.load(path)
     assert loaded.config == model.config
+    assert loaded.config["max_norm"] == 2.0 and loaded.max_norm == 2.0  # the constraint survives the file
     for p, q in zip(model.params, loaded.params):
         np.testing.assert_array_equal(p, q)
     x = np.random.default_rng(0).random((3, 12), dtype=np.float32)
