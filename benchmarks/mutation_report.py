@@ -252,6 +252,8 @@ EQUIVALENT = {
     "nanokd.mlp.xǁMLPǁ__init____mutmut_149": "the hidden dropout writes into a buffer of its own instead of the ReLU output it drops from: the same values",
     "nanokd.mlp.xǁMLPǁ__init____mutmut_151": "the hidden dropout writes into a buffer of its own instead of the ReLU output it drops from: the same values",
     "nanokd.mlp.xǁMLPǁ__init____mutmut_152": "the hidden dropout writes into a buffer of its own instead of the ReLU output it drops from: the same values",
+    "nanokd.mlp.xǁMLPǁ__init____mutmut_164": ("the dropout generator's first seed, seed + 2 for seed + 1: the masks "
+                                               "are still set by the seed alone, and the trainer reseeds each epoch"),
     "nanokd.mlp.xǁMLPǁforward__mutmut_11": CPU_ONLY,
     "nanokd.mlp.xǁMLPǁforward__mutmut_13": ("the message of the device check, which only a CuPy array fails: "
                                            "test_mlp.py's test_a_batch_on_another_device_is_refused, on a GPU"),
