@@ -246,6 +246,11 @@ EQUIVALENT = {
     "nanokd.layers.xǁDropoutǁforward__mutmut_62": BUFFER_NAME,
     "nanokd.layers.xǁDropoutǁforward__mutmut_63": BUFFER_NAME,
     "nanokd.layers.x_max_norm___mutmut_2": CPU_ONLY,
+    "nanokd.losses.x__check_labels__mutmut_3": CPU_ONLY,
+    "nanokd.losses.x__check_labels__mutmut_8": "no dtype has kind 'X': the same kinds are accepted",
+    "nanokd.losses.x_distillation_loss__mutmut_14": ("the soft term computed at alpha = 0 too, then multiplied by 0: "
+                                                     "kd_loss is finite, so the same loss"),
+    "nanokd.losses.x_distillation_loss__mutmut_18": "check=None is falsy, as the False it replaces",
     "nanokd.mlp.xǁMLPǁ__init____mutmut_15": "'' is no dtype's name either: the same ValueError",
     "nanokd.mlp.xǁMLPǁ__init____mutmut_87": "inplace=None is falsy, as the False it replaces",
     "nanokd.mlp.xǁMLPǁ__init____mutmut_89": "inplace's default is the False it replaces",
