@@ -9,6 +9,9 @@ NumPy, and on CuPy when CuPy and a GPU are present.  ``--hypothesis-profile
 thorough`` runs 20 times the examples.
 """
 
+import fractions
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -384,7 +387,7 @@ def test_bad_input_raises_clear_errors(xp):
     for T in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="T must be"):
             nk.kd_loss_grad(z, v, T)
-    with pytest.raises(TypeError, match="T must be"):
+    with pytest.raises(TypeError, match="T must be a real number > 0, got str"):
         nk.kd_loss(z, v, "2")
     for alpha in (-0.1, 1.5):
         with pytest.raises(ValueError, match="alpha must be in"):
@@ -396,8 +399,13 @@ def test_bad_input_raises_clear_errors(xp):
     bad[1, 2] = float("inf")
     with pytest.raises(ValueError, match="v contains NaN or Inf"):
         nk.logit_matching_loss(z, bad)
-    with pytest.raises(TypeError, match="numpy or cupy array"):
+    with pytest.raises(TypeError, match="z must be a numpy or cupy array, got list"):
         nk.softmax([[1.0, 2.0]])
+    nan = z.copy()
+    nan[0, 0] = float("nan")
+    for f in (nk.log_softmax, nk.softmax, lambda a: nk.cross_entropy(a, y), lambda a: nk.cross_entropy_grad(a, y)):
+        with pytest.raises(ValueError, match="^z contains NaN or Inf$"):
+            f(nan)
     with pytest.raises(ValueError, match="at least one class column"):
         nk.log_softmax(xp.zeros((3, 0)))
     with pytest.raises(TypeError, match="y must be an integer array on the same device as z, got list"):
@@ -421,3 +429,97 @@ def test_the_fused_pairs_name_the_student_logits_when_they_are_not_finite():
     with pytest.raises(ValueError) as e:
         nk.distillation_loss_and_grad(v, z, y, 2.0, 0.5)
     assert str(e.value) == "v contains NaN or Inf"
+
+
+# ---------------------------------------------------------------------------
+# The digits of the KL: each form against an exact or extended-precision reference
+# ---------------------------------------------------------------------------
+
+
+def _psi_exact(t):
+    """psi(t) = sum_{k>=2} (k - 1) t^k / k! of the float t, in exact rational arithmetic (40 terms)."""
+    t = fractions.Fraction(float(t))
+    total, power = fractions.Fraction(0), t * t
+    for k in range(2, 40):
+        total += (k - 1) * power / math.factorial(k)
+        power *= t
+    return float(total)
+
+
+def _ulps(got, ref, dtype):
+    """|got - ref| in units of the last place of ref in ``dtype``."""
+    ref = np.asarray(ref, dtype=np.longdouble)
+    spacing = np.spacing(np.abs(ref).astype(dtype)).astype(np.longdouble)
+    return np.abs(np.asarray(got).astype(np.longdouble) - ref) / spacing
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_psi_series_is_within_two_units_in_the_last_place_below_the_series_limit(dtype):
+    limit = losses.series_limit(np.dtype(dtype))
+    t = np.random.default_rng(0).uniform(-limit, limit, 500).astype(dtype)
+    assert _ulps(losses.psi_series(t), [_psi_exact(x) for x in t], dtype).max() <= 2.5
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_psi_keeps_its_digits_on_both_sides_of_its_split(dtype):
+    """Below l = -2 the form 1 - e^l (1 - l) cancels nothing (within ~1 ulp); above, l - (1 - l) expm1(l)."""
+    below = np.linspace(-29.9, -2.01, 2000).astype(dtype)
+    ld = below.astype(np.longdouble)
+    assert _ulps(losses.psi(below), 1 - np.exp(ld) * (1 - ld), dtype).max() <= 2
+    above = np.concatenate([np.linspace(-2, -0.25, 2000), np.linspace(0.25, 29.9, 2000)]).astype(dtype)
+    ld = above.astype(np.longdouble)
+    assert _ulps(losses.psi(above), ld - (1 - ld) * np.expm1(ld), dtype).max() <= 24  # docs/gradients.md, app. A
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kl_divergence_of_every_range_of_l_against_extended_precision(dtype):
+    """Rows whose l = log p - log q lie near 0, between the series limit and FAR, and beyond FAR."""
+    rng = np.random.default_rng(1)
+    for scale in (1e-3, 0.3, 3.0, 40.0):
+        z = rng.normal(0, scale, (50, 6)).astype(dtype)
+        v = (z + rng.normal(0, scale, (50, 6))).astype(dtype)
+        logq, logp, l = losses.log_ratio(z, v, 1.0)
+        lq, lp = logq.astype(np.longdouble), logp.astype(np.longdouble)
+        ll = l.astype(np.longdouble)  # the reference sums exactly what kl_divergence is given
+        series = sum((k - 1) * ll ** k / math.factorial(k) for k in range(2, 16))  # exact enough for |l| < 1/4
+        psi = np.where(np.abs(ll) < 0.25, series,
+                       np.where(ll < -2, 1 - np.exp(ll) * (1 - ll), ll - (1 - ll) * np.expm1(ll)))
+        terms = np.where(np.abs(ll) < 30, np.exp(lq) * psi, np.exp(lq) + np.exp(lp) * (ll - 1))
+        np.testing.assert_allclose(losses.kl_divergence(logq, logp, l).astype(np.longdouble), terms.sum(axis=1),
+                                   rtol=40 * np.finfo(dtype).eps, atol=np.finfo(dtype).tiny)  # (KLs of 1e-41)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_ratio_treats_each_row_alone(dtype):
+    """A row whose p and q are far apart (e > FAR) takes the plain difference; the other rows keep their digits."""
+    z = np.array([[0.1, 0.2, 0.3], [5.0, -40.0, 3.0], [1.0, 1.0 + 1e-3, 0.5]], dtype=dtype)
+    v = np.array([[0.1, 0.25, 0.3], [-60.0, 50.0, 0.0], [1.0, 1.0, 0.5]], dtype=dtype)
+    together = losses.log_ratio(z, v, 1.0)
+    for n in range(3):
+        alone = losses.log_ratio(z[n:n + 1], v[n:n + 1], 1.0)
+        for a, b in zip(together, alone):
+            np.testing.assert_array_equal(a[n:n + 1], b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extreme_logits_raise_no_floating_point_error(dtype):
+    """Each form is evaluated only inside its range (the clipping): no overflow or invalid operation anywhere."""
+    z = np.array([[-1e30, 0, 1e30], [0.1, 0.2, 0.3], [5, -40, 3]], dtype=dtype)
+    v = np.array([[1e30, 0, -1e30], [0.1, 0.25, 0.3], [-60, 50, 0]], dtype=dtype)
+    y = np.array([0, 1, 2])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        for T in (1.0, 4.0):
+            assert np.isfinite(nk.kd_loss(z, v, T)) and np.isfinite(nk.kd_loss_grad(z, v, T)).all()
+            loss, grad = nk.distillation_loss_and_grad(z, v, y, T, 0.5)
+            assert np.isfinite(loss) and np.isfinite(grad).all()
+
+
+@pytest.mark.skipif(not nk.cuda_available(), reason="CuPy with a CUDA GPU is not available here")
+def test_logits_on_two_devices_are_refused():
+    import cupy
+
+    z, v = np.zeros((2, 3)), cupy.zeros((2, 3))
+    with pytest.raises(TypeError, match=r"^z and v must live on the same device \(both numpy or both cupy\)$"):
+        nk.kd_loss(z, v, 2.0)
+    with pytest.raises(TypeError, match=r"^z and v must live on the same device"):
+        nk.kd_loss_grad(v, z, 2.0)
