@@ -315,6 +315,9 @@ EQUIVALENT = {
     "nanokd.losses.x_kl_divergence__mutmut_21": "below -FAR psi's first form underflows to 1 without overflow, and that branch is not chosen there",
     "nanokd.losses.x_log_softmax__mutmut_14": "z / 1 is z exactly: the copy it replaces",
     "nanokd.losses.x_series_limit__mutmut_5": "no floating dtype is 5 bytes wide: the same limit for every dtype",
+    "nanokd.data.x__check_images__mutmut_7": ("the message's expected size says size[1] twice: size is only ever "
+                                              "(28, 28), or None for custom data"),
+    "nanokd.data.x_read_idx__mutmut_9": "gzip.open's default mode is the 'rb' it replaces",
     "nanokd.losses.x__check_labels__mutmut_3": CPU_ONLY,
     "nanokd.losses.x__check_labels__mutmut_8": "no dtype has kind 'X': the same kinds are accepted",
     "nanokd.losses.x_distillation_loss__mutmut_14": ("the soft term computed at alpha = 0 too, then multiplied by 0: "

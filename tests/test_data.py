@@ -117,7 +117,8 @@ def test_unknown_dataset_name():
 def test_missing_file_names_it_and_the_fixes(tmp_path):
     write_tiny(tmp_path / "d")
     (tmp_path / "d" / data.TEST_LABELS).unlink()
-    with pytest.raises(data.DataError, match=r"lacks t10k-labels-idx1-ubyte\.gz") as e:
+    (tmp_path / "d" / data.TRAIN_IMAGES).unlink()
+    with pytest.raises(data.DataError, match=r"lacks train-images-idx3-ubyte\.gz, t10k-labels-idx1-ubyte\.gz\. ") as e:
         data.load("mnist", tmp_path / "d", verify=False)
     assert "--data-dir" in str(e.value) and "NANOKD_DATA" in str(e.value)
     assert cache_files() == []  # an explicit folder never triggers a download
@@ -145,14 +146,16 @@ def test_truncated_gzip(tmp_path):
     write_tiny(tmp_path / "d")
     path = tmp_path / "d" / data.TRAIN_IMAGES
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(data.DataError, match=r"train-images-idx3-ubyte\.gz is truncated"):
+    with pytest.raises(data.DataError, match=r"train-images-idx3-ubyte\.gz is truncated \(.*\): delete it and "
+                                             r"download or copy it again$"):
         data.load("mnist", tmp_path / "d", verify=False)
 
 
 def test_not_gzip(tmp_path):
     arrays = write_tiny(tmp_path / "d")
     (tmp_path / "d" / data.TEST_IMAGES).write_bytes(idx_bytes(arrays[data.TEST_IMAGES]))  # uncompressed
-    with pytest.raises(data.DataError, match=r"t10k-images-idx3-ubyte\.gz is not a valid gzip file"):
+    with pytest.raises(data.DataError, match=r"t10k-images-idx3-ubyte\.gz is not a valid gzip file \(.*\): delete "
+                                             r"it and download or copy it again$"):
         data.load("mnist", tmp_path / "d", verify=False)
 
 
@@ -281,6 +284,23 @@ def test_first_mirror_fails_second_works(mirror, monkeypatch):
     data.find_or_download("mnist", fetch=fetch)
     assert cache_files() == sorted(data.FILES)
     assert len(urls) == 8 and urls[0].startswith("https://dead.invalid/")
+
+
+def test_load_downloads_by_default_and_not_when_told_not_to(mirror, monkeypatch):
+    _, arrays = mirror
+    monkeypatch.setattr(data, "urllib_fetch", URLLIB_FETCH)  # the real one, on file:// URLs
+    with pytest.raises(data.DataError, match="not found, and downloading is off"):
+        data.load("mnist", download=False, verify=False)
+    assert cache_files() == []
+    ds = data.load("mnist", verify=False)  # the mirror's files are tiny: not the counts of the real ones
+    np.testing.assert_array_equal(ds.x_test, arrays[data.TEST_IMAGES])
+
+
+def test_images_of_another_size_than_28x28_are_refused(tmp_path):
+    arrays = write_tiny(tmp_path / "d")
+    write_gz(tmp_path / "d" / data.TEST_IMAGES, idx_bytes(arrays[data.TEST_IMAGES][:, :14, :14].copy()))
+    with pytest.raises(data.DataError, match=r"t10k-images-idx3-ubyte\.gz should hold \(N, 28, 28\) uint8 images"):
+        data.load("mnist", tmp_path / "d", verify=False)
 
 
 def test_no_network_no_local_copy():

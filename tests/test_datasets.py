@@ -183,6 +183,20 @@ def test_jitter_works_on_other_square_sizes_and_is_refused_on_non_square_images(
     assert json.loads((out / "results.json").read_text())["image_size"] == [14, 10]
 
 
+def test_a_custom_data_set_of_more_classes_than_mnist_loads(tmp_path):
+    """The class count of custom data comes from its files, also above MNIST's 10."""
+    folder = tmp_path / "twelve"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    y_train, y_test = np.arange(60, dtype=np.uint8) % 12, np.arange(24, dtype=np.uint8) % 12
+    write_idx_gz(folder / data.TRAIN_IMAGES, images(y_train, rng))
+    write_idx_gz(folder / data.TRAIN_LABELS, y_train)
+    write_idx_gz(folder / data.TEST_IMAGES, images(y_test, rng))
+    write_idx_gz(folder / data.TEST_LABELS, y_test)
+    ds = data.load("custom", folder)
+    assert data.num_classes("custom", ds) == 12 and int(ds.y_test.max()) == 11
+
+
 def _missing(folder):
     (folder / data.TEST_LABELS).unlink()
 
