@@ -152,6 +152,10 @@ def test_a_layer_reuses_its_buffers():
     assert layer.backward(np.ones((4, 3), dtype=np.float32)) is dx1
     a3 = layer.forward(x1[:2])  # another shape: another buffer, the right size
     assert a3.shape == (2, 3) and a3 is not a1
+    relu = nk.ReLU()
+    a = np.array([[-1.0, 2.0], [3.0, -4.0]], dtype=np.float32)
+    h = relu.forward(a)
+    assert h is a and np.array_equal(a, [[0, 2], [3, 0]])  # in place, into the buffer of the Linear before it
 
 
 def test_backward_does_not_compute_the_gradient_of_the_input():
