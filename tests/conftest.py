@@ -21,15 +21,6 @@ else:
     settings.register_profile("mutation", parent=settings.get_profile("ci"), derandomize=True, database=None)
     settings.load_profile("ci")  # hypothesis's pytest plugin loads --hypothesis-profile after this, when given
 
-# No tqdm monitor thread: a test process forked from one that had it (as mutmut forks its workers) would
-# inherit its lock, possibly held, and hang at the first progress bar.
-try:
-    import tqdm
-except ImportError:
-    pass
-else:
-    tqdm.tqdm.monitor_interval = 0
-
 MNIST_FILES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
