@@ -377,7 +377,7 @@ def scores(status):
     unexplained = collections.defaultdict(list)
     for name, what in status.items():
         module = name.split(".")[1]
-        if what == "survived" and name in EQUIVALENT:
+        if what in ("survived", "segfault") and name in EQUIVALENT:  # segfault: a worker killed while it hung
             what = "equivalent"
         by_module[module][what] += 1
         if what == "survived":
@@ -389,7 +389,7 @@ def scores(status):
         judged = detected + c["survived"] + c["no tests"]
         table[module] = {"mutants": sum(c.values()), "killed": c["killed"], "timeout": c["timeout"],
                          "survived": c["survived"], "equivalent": c["equivalent"], "no_tests": c["no tests"],
-                         "not_checked": c["not checked"],
+                         "not_checked": c["not checked"], "hung_and_killed": c["segfault"],
                          "score": round(detected / judged, 4) if judged and not c["not checked"] else None,
                          "score_so_far": round(detected / judged, 4) if judged else None,
                          "unexplained_survivors": sorted(unexplained[module])}
