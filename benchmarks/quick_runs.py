@@ -2,7 +2,7 @@ r"""Whole runs of ``python -m nanokd.train`` for a few seeds, their test errors 
 
     python -m benchmarks.quick_runs --dataset fashion-mnist --seeds 0 1 2 \
         --json benchmarks/results/fashion_quick.json
-    python -m benchmarks.quick_runs --dataset mnist --seeds 0 --json benchmarks/results/mnist_quick_seed0.json
+    python -m benchmarks.quick_runs --dataset mnist --seeds 0 1 2 --json benchmarks/results/mnist_quick.json
 
 Each seed is one run of the command line (a fresh process: the wall time
 includes loading and checking the data), with the data set's default preset
