@@ -21,6 +21,18 @@ else:
     settings.register_profile("mutation", parent=settings.get_profile("ci"), derandomize=True, database=None)
     settings.load_profile("ci")  # hypothesis's pytest plugin loads --hypothesis-profile after this, when given
 
+# tqdm guards its bars with a lock that spans processes (a multiprocessing semaphore). A forked test
+# process killed while holding it (mutmut kills workers that time out) blocks every later one at its
+# first progress bar; the tests run in one process each, so a thread lock is all they need.
+try:
+    import threading
+
+    import tqdm
+except ImportError:
+    pass
+else:
+    tqdm.tqdm.set_lock(threading.RLock())
+
 MNIST_FILES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
