@@ -469,3 +469,14 @@ def test_the_epoch_line_gives_loss_validation_percentage_lr_and_momentum(tiny):
                                   progress=False, log=lines.append)
     assert lines[-1] == (f"model     epoch   1/1  loss {history['loss'][0]:.4f}  no validation  lr 0.001  "
                          f"{history['seconds'][0]:.1f} s")
+
+
+def test_the_epochs_loss_is_the_mean_of_its_batches_losses():
+    """With equal batches and a step too small to move a weight, the epoch's loss is the loss of all the data."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 6), dtype=np.float32), rng.integers(0, 3, 40)
+    model = nk.MLP([6, 5, 3], seed=0)
+    expected = float(nk.cross_entropy(model.forward(x), y))
+    history = trainer.train_model(model, x, y, epochs=1, batch_size=10, lr=1e-30, momentum=0.0, progress=False,
+                                  log=None)
+    assert history["loss"][0] == pytest.approx(expected, rel=1e-6)
