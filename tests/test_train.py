@@ -377,11 +377,11 @@ def test_bad_model_and_data_are_named(tiny):
         trainer.train_model([nk.MLP([784, 8, 10])], x, y, **kw)
     with pytest.raises(ValueError, match=f"x has {len(x)} rows but y has {len(x) - 1}"):
         nkteacher.evaluate_errors(nk.MLP([784, 8, 10]), x, y[:-1])
-    with pytest.raises(ValueError, match="x is empty"):
+    with pytest.raises(ValueError, match="^x is empty: nothing to train on$"):
         trainer.train_model(nk.MLP([784, 8, 10]), x[:0], y[:0], **kw)
     with pytest.raises(ValueError, match="jitter needs square images, but 195 pixels is not a side x side square"):
         trainer.train_model(nk.MLP([195, 8, 10]), x[:, :195], y, jitter=1, **kw)
-    with pytest.raises(ValueError, match="pass teacher or teacher_logits, not both"):
+    with pytest.raises(ValueError, match="^pass teacher or teacher_logits, not both$"):
         trainer.train_model(nk.MLP([784, 8, 10]), x, y, teacher=nk.MLP([784, 8, 10]),
                           teacher_logits=np.zeros((len(x), 10), np.float32), **kw)
 
@@ -395,10 +395,14 @@ def test_evaluate_errors_names_its_model_argument(tiny):
 
 def test_bad_data_is_named(tiny):
     x, y, _, _ = tiny
-    with pytest.raises(ValueError, match="x must have shape"):
+    with pytest.raises(ValueError, match=rf"^x must have shape \(N, 784\), got \({len(x)}, 100\)$"):
         trainer.train_model(nk.MLP([784, 8, 10]), x[:, :100], y, epochs=1, log=None)
-    with pytest.raises(ValueError, match="y must have shape"):
+    with pytest.raises(ValueError, match=r"^x must have shape \(N, 784\), got \(784,\)$"):
+        trainer.train_model(nk.MLP([784, 8, 10]), x[0], y, epochs=1, log=None)
+    with pytest.raises(ValueError, match=rf"^y must have shape \({len(x)},\), got \(10,\)$"):
         trainer.train_model(nk.MLP([784, 8, 10]), x, y[:10], epochs=1, log=None)
+    with pytest.raises(ValueError, match=r"^x_val must have shape \(N, 784\), got \(5, 100\)$"):
+        trainer.train_model(nk.MLP([784, 8, 10]), x, y, epochs=1, log=None, x_val=x[:5, :100], y_val=y[:5])
     with pytest.raises(TypeError, match="y must hold integer"):
         trainer.train_model(nk.MLP([784, 8, 10]), x, y.astype(np.float32), epochs=1, log=None)
 
