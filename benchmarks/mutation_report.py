@@ -59,6 +59,9 @@ TIMES_ZERO = ("at alpha = 0 (or 1) the term computed, or its stand-in, is multip
               "the same finite loss and gradient")
 BOUNDARY = ("l exactly at the split between two forms takes the other form, which is as accurate there (neither "
             "cancels at the split): the same value to the last bits")
+BEFORE_FORWARD = "backward before any forward fails either way: neither None nor '' is an array"
+HIDDEN_DROPOUT = ("the hidden dropout writes into a buffer of its own instead of the ReLU output it drops "
+                  "from: the same values")
 EQUIVALENT = {
     "nanokd.optim.x_pieces__mutmut_2": "all the arrays have one size, so arrays[1].size is arrays[0].size",
     "nanokd.optim.x_pieces__mutmut_4": "at n == BLOCK the loop yields the one whole piece the shortcut yields",
@@ -240,8 +243,8 @@ EQUIVALENT = {
     "nanokd.layers.xǁDropoutǁforward__mutmut_9": CPU_ONLY,
     "nanokd.layers.xǁLinearǁ__init____mutmut_4": CPU_ONLY,
     "nanokd.layers.xǁLinearǁ__init____mutmut_7": CPU_ONLY,
-    "nanokd.layers.xǁLinearǁ__init____mutmut_8": "backward before any forward fails either way: neither None nor '' is an array",
-    "nanokd.layers.xǁReLUǁ__init____mutmut_1": "backward before any forward fails either way: neither None nor '' is an array",
+    "nanokd.layers.xǁLinearǁ__init____mutmut_8": BEFORE_FORWARD,
+    "nanokd.layers.xǁReLUǁ__init____mutmut_1": BEFORE_FORWARD,
     "nanokd.layers.xǁReLUǁforward__mutmut_2": CPU_ONLY,
     "nanokd.layers.xǁLinearǁforward__mutmut_3": CPU_ONLY,
     "nanokd.layers.xǁLinearǁforward__mutmut_6": BUFFER_NAME,
@@ -316,8 +319,10 @@ EQUIVALENT = {
     "nanokd.losses.x_log_ratio__mutmut_74": BOUNDARY,
     "nanokd.losses.x_psi__mutmut_9": BOUNDARY,
     "nanokd.losses.x__check_temperature__mutmut_14": "float('INF') is float('inf') too",
-    "nanokd.losses.x_kd_loss_grad__mutmut_38": "expm1 of a very negative l is -1 without overflow, and that branch is not chosen there",
-    "nanokd.losses.x_kl_divergence__mutmut_21": "below -FAR psi's first form underflows to 1 without overflow, and that branch is not chosen there",
+    "nanokd.losses.x_kd_loss_grad__mutmut_38": ("expm1 of a very negative l is -1 without overflow, and that branch is "
+                                                "not chosen there"),
+    "nanokd.losses.x_kl_divergence__mutmut_21": ("below -FAR psi's first form underflows to 1 without overflow, and "
+                                                 "that branch is not chosen there"),
     "nanokd.losses.x_log_softmax__mutmut_14": "z / 1 is z exactly: the copy it replaces",
     "nanokd.losses.x_series_limit__mutmut_5": "no floating dtype is 5 bytes wide: the same limit for every dtype",
     "nanokd.data.x__check_images__mutmut_7": ("the message's expected size says size[1] twice: size is only ever "
@@ -331,9 +336,9 @@ EQUIVALENT = {
     "nanokd.mlp.xǁMLPǁ__init____mutmut_15": "'' is no dtype's name either: the same ValueError",
     "nanokd.mlp.xǁMLPǁ__init____mutmut_87": "inplace=None is falsy, as the False it replaces",
     "nanokd.mlp.xǁMLPǁ__init____mutmut_89": "inplace's default is the False it replaces",
-    "nanokd.mlp.xǁMLPǁ__init____mutmut_149": "the hidden dropout writes into a buffer of its own instead of the ReLU output it drops from: the same values",
-    "nanokd.mlp.xǁMLPǁ__init____mutmut_151": "the hidden dropout writes into a buffer of its own instead of the ReLU output it drops from: the same values",
-    "nanokd.mlp.xǁMLPǁ__init____mutmut_152": "the hidden dropout writes into a buffer of its own instead of the ReLU output it drops from: the same values",
+    "nanokd.mlp.xǁMLPǁ__init____mutmut_149": HIDDEN_DROPOUT,
+    "nanokd.mlp.xǁMLPǁ__init____mutmut_151": HIDDEN_DROPOUT,
+    "nanokd.mlp.xǁMLPǁ__init____mutmut_152": HIDDEN_DROPOUT,
     "nanokd.mlp.xǁMLPǁ__init____mutmut_164": ("the dropout generator's first seed, seed + 2 for seed + 1: the masks "
                                                "are still set by the seed alone, and the trainer reseeds each epoch"),
     "nanokd.mlp.xǁMLPǁforward__mutmut_11": CPU_ONLY,
@@ -341,7 +346,8 @@ EQUIVALENT = {
                                            "test_mlp.py's test_a_batch_on_another_device_is_refused, on a GPU"),
     "nanokd.mlp.xǁMLPǁforward__mutmut_14": ("the message of the device check, which only a CuPy array fails: "
                                            "test_mlp.py's test_a_batch_on_another_device_is_refused, on a GPU"),
-    "nanokd.mlp.xǁMLPǁforward__mutmut_16": "x.astype(its own dtype) is a copy of x: the same values, x still untouched",
+    "nanokd.mlp.xǁMLPǁforward__mutmut_16": ("x.astype(its own dtype) is a copy of x: the same values, x still "
+                                            "untouched"),
     "nanokd.layers.x_max_norm___mutmut_12": "einsum's labels may be upper case: the same sum",
     "nanokd.layers.x_max_norm___mutmut_14": "a float64 factor: the scaled weight is rounded once instead of twice",
     "nanokd.layers.x_max_norm___mutmut_15": "astype's copy flag: the same values, a copy or not",

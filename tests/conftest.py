@@ -1,4 +1,5 @@
-"""Shared pytest fixtures, and the hypothesis profiles: ``ci`` by default, ``--hypothesis-profile thorough`` for a long run.
+"""Shared pytest fixtures, and the hypothesis profiles: ``ci`` by default, ``--hypothesis-profile thorough``
+for a long run.
 
 ``--hypothesis-profile mutation`` (what ``mutmut run`` passes, pyproject.toml) is ``ci`` with fixed
 examples and no example database: a failing example one mutant's run saved must not replay on the
