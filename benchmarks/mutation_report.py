@@ -32,6 +32,7 @@ MODULES = ("losses", "layers", "mlp", "optim", "trainer", "checkpoint", "teacher
 
 #: Why a surviving mutant cannot be told apart from the original (or only on a GPU), one line each.
 CPU_ONLY = "get_array_module(None) is NumPy: the same module for NumPy arrays; only a CuPy run (a GPU) differs"
+NEGATIVE_SIZE = "NumPy reads any negative size in reshape as 'infer', like -1"
 CAST = "assigning into an existing array casts to its dtype anyway"
 CHECK = "the check only validates its input, and every input reaching this call is finite"
 BATCHING = "rows are independent: another batch size gives the same numbers"
@@ -67,7 +68,7 @@ EQUIVALENT = {
     "nanokd.optim.x_pieces__mutmut_4": "at n == BLOCK the loop yields the one whole piece the shortcut yields",
     "nanokd.optim.x_pieces__mutmut_9": "reshape(None) keeps the shape: the pieces become row blocks, still a "
                                        "partition of the array (only slower)",
-    "nanokd.optim.x_pieces__mutmut_11": "NumPy reads any negative size in reshape as 'infer', like -1",
+    "nanokd.optim.x_pieces__mutmut_11": NEGATIVE_SIZE,
     "nanokd.optim.x_check_grads__mutmut_17": "for a gradient without .shape both name type(g)",
     "nanokd.optim.xǁ_Scratchǁlike__mutmut_2": CPU_ONLY,
     "nanokd.optim.xǁ_Scratchǁlike__mutmut_3": "a fresh scratch array each call instead of a reused one: the same "
@@ -170,6 +171,21 @@ EQUIVALENT = {
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_43": BAR,
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_45": BAR,
     "nanokd.trainer.xǁ_Runǁsoft_targets__mutmut_13": COPY,
+    "nanokd.trainer.x__check_data__mutmut_18": "dtype kinds are single letters, none of them X: 'XXiuXX' admits "
+                                               "the same kinds as 'iu'",
+    "nanokd.trainer.x__check_finite__mutmut_2": CPU_ONLY,
+    "nanokd.trainer.x__check_finite__mutmut_21": NEGATIVE_SIZE,
+    "nanokd.trainer.x_train_model__mutmut_48": ("the loop sets the momentum of its own SGD before every epoch "
+                                                "(TrainConfig.momentum_at), so the one it starts with is never used"),
+    "nanokd.trainer.xǁ_Runǁ__init____mutmut_100": ("the message of a teacher on another device than the student, "
+                                                   "which needs a GPU: test_train.py's "
+                                                   "test_a_teacher_on_another_device_than_the_student_is_refused"),
+    "nanokd.trainer.xǁ_Runǁ__init____mutmut_137": BUFFER,
+    "nanokd.trainer.xǁ_Runǁ__init____mutmut_138": BUFFER,
+    "nanokd.trainer.xǁ_Runǁ__init____mutmut_139": ("a jitter buffer made without jitter is never used: more "
+                                                   "memory only"),
+    "nanokd.trainer.xǁ_Runǁ__init____mutmut_61": ("x_val and y_val are read only when validate is True, and then "
+                                                  "they are set: '' or None is never read"),
     "nanokd.trainer.xǁ_Runǁsoft_targets__mutmut_4": COPY,
     "nanokd.trainer.xǁ_Runǁsoft_targets__mutmut_6": COPY,
     "nanokd.data.x_file_digest__mutmut_10": "the size of the chunks read: the same digest",
@@ -222,7 +238,7 @@ EQUIVALENT = {
     "nanokd.trainer.xǁ_Runǁsettings__mutmut_53": OPTIMIZER_KEY,
     "nanokd.data.x_num_classes__mutmut_3": "MNIST's and Fashion-MNIST's largest training label is 9: 9 + 1 is "
                                            "NUM_CLASSES",
-    "nanokd.data.x_to_float__mutmut_10": "NumPy reads any negative size in reshape as 'infer', like -1",
+    "nanokd.data.x_to_float__mutmut_10": NEGATIVE_SIZE,
     "nanokd.data.x_draw_shifts__mutmut_8": "the first two rows of a (3, n) draw are the (2, n) draw, and the "
                                            "generator is the shifts' own (epoch_seeds)",
     "nanokd.data.x_draw_shifts__mutmut_10": CPU_ONLY,

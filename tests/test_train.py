@@ -6,6 +6,7 @@ so that the whole file runs in seconds.
 
 import gzip
 import json
+import math
 import struct
 
 import numpy as np
@@ -408,6 +409,133 @@ def test_bad_data_is_named(tiny):
 
 
 # ---------------------------------------------------------------------------
+# Every check of the settings at its boundary, and every message whole
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field, value, error, message", [
+    ("epochs", -1, ValueError, "epochs must be >= 0, got -1"),
+    ("epochs", 1.0, TypeError, "epochs must be an int, got float"),
+    ("epochs", True, TypeError, "epochs must be an int, got bool"),
+    ("batch_size", 0, ValueError, "batch_size must be >= 1, got 0"),
+    ("lr", 0, ValueError, "lr must be in (0, inf), got 0"),
+    ("lr", math.inf, ValueError, "lr must be in (0, inf), got inf"),
+    ("lr", "0.1", TypeError, "lr must be a real number, got str"),
+    ("lr", True, TypeError, "lr must be a real number, got bool"),
+    ("lr_decay", 0, ValueError, "lr_decay must be in (0, 1], got 0"),
+    ("lr_decay", 1.5, ValueError, "lr_decay must be in (0, 1], got 1.5"),
+    ("momentum", 1, ValueError, "momentum must be in [0, 1), got 1"),
+    ("momentum", -0.5, ValueError, "momentum must be in [0, 1), got -0.5"),
+    ("momentum_start", 1, ValueError, "momentum_start must be in [0, 1), got 1"),
+    ("momentum_ramp", -1, ValueError, "momentum_ramp must be >= 0, got -1"),
+    ("momentum_ramp", 2.0, TypeError, "momentum_ramp must be an int, got float"),
+    ("jitter", -1, ValueError, "jitter must be >= 0, got -1"),
+    ("T", 0, ValueError, "T must be in (0, inf), got 0"),
+    ("T", math.inf, ValueError, "T must be in (0, inf), got inf"),
+    ("alpha", 1.5, ValueError, "alpha must be in [0, 1], got 1.5"),
+    ("alpha", -0.5, ValueError, "alpha must be in [0, 1], got -0.5"),
+    ("seed", -1, ValueError, "seed must be >= 0, got -1"),
+], ids=lambda v: v if isinstance(v, str) and " " not in v else None)
+def test_train_config_refuses_a_bad_field_with_its_name_and_range(field, value, error, message):
+    """The bounds are printed as intervals: "(" and ")" exclude the end, "[" and "]" include it."""
+    with pytest.raises(error) as e:
+        trainer.TrainConfig(**{"epochs": 1, field: value})
+    assert str(e.value) == message
+
+
+def test_train_config_accepts_every_field_at_its_closed_ends_and_stores_plain_floats():
+    low = trainer.TrainConfig(epochs=0, batch_size=1, lr_decay=1, momentum=0, momentum_start=0, momentum_ramp=0,
+                              jitter=0, alpha=0, seed=0)
+    assert (low.epochs, low.batch_size, low.lr_decay, low.momentum, low.alpha) == (0, 1, 1, 0, 0)
+    c = trainer.TrainConfig(epochs=1, T=np.float64(2.0), alpha=1)
+    assert type(c.T) is float and type(c.alpha) is float and (c.T, c.alpha) == (2.0, 1.0)
+
+
+def test_train_model_fields_override_those_of_a_given_config(tiny):
+    x, y, _, _ = tiny
+    config = trainer.TrainConfig(epochs=1, lr=0.05)
+    history = trainer.train_model(nk.MLP([784, 8, 10]), x, y, config, epochs=2, lr=0.02, progress=False, log=None)
+    assert history["epoch"] == [1, 2] and history["lr"] == [0.02, 0.02]
+
+
+def test_train_model_shows_a_progress_bar_by_default(tiny, capsys):
+    x, y, _, _ = tiny
+    trainer.train_model(nk.MLP([784, 8, 10]), x, y, epochs=1, log=None, name="student")
+    assert "student 1/1" in capsys.readouterr().err
+
+
+def test_train_model_messages_whole(tiny):
+    x, y, _, _ = tiny
+    kw = dict(epochs=1, progress=False, log=None)
+    v = np.zeros((len(x), 10), np.float32)
+    cases = [
+        (dict(resume=True), "resume=True needs a checkpoint_path"),
+        (dict(jitter=28), "jitter must be less than the image side 28, got 28"),
+        (dict(teacher_logits=v, jitter=1),
+         "teacher_logits cannot be used with jitter: pass teacher= to recompute them per batch"),
+        (dict(teacher_logits=v[:5]), f"teacher_logits must have shape ({len(x)}, 10), got (5, 10)"),
+        (dict(teacher=nk.MLP([784, 8, 10]), T=1e20),
+         "T = 1e+20 is too large for a float32 model: T^2, which scales the soft term of the loss, overflows "
+         "float32 (T must be at most 1.84e+19)"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(ValueError) as e:
+            trainer.train_model(nk.MLP([784, 8, 10]), x, y, **{**kw, **extra})
+        assert str(e.value) == message, extra
+    model = nk.MLP([784, 8, 10])
+    model.params[2][3, 1] = np.nan
+    with pytest.raises(ValueError) as e:
+        trainer.train_model(model, x, y, **kw)
+    assert str(e.value) == ("found NaN or infinite values in the model's weights (params[2]) (the first in row 3): "
+                            "training on them would only give a NaN loss")
+
+
+def test_the_largest_temperature_whose_square_is_finite_in_float32_is_accepted(tiny):
+    """T^2 may be float32's largest number itself: sqrt of it squares back to it exactly in float64."""
+    x, y, _, _ = tiny
+    top = float(np.finfo(np.float32).max)
+    T = math.sqrt(top)
+    assert T * T == top
+    v = np.zeros((len(x), 10), np.float32)
+    history = trainer.train_model(nk.MLP([784, 8, 10]), x, y, teacher_logits=v, T=T, epochs=0, log=None)
+    assert history["epoch"] == []
+    with pytest.raises(ValueError, match="is too large for a float32 model"):
+        trainer.train_model(nk.MLP([784, 8, 10]), x, y, teacher_logits=v, T=float(np.nextafter(T, math.inf)),
+                            epochs=0, log=None)
+
+
+def test_a_validation_set_of_one_image_is_validated(tiny):
+    x, y, xv, yv = tiny
+    history = trainer.train_model(nk.MLP([784, 8, 10]), x, y, epochs=2, x_val=xv[:1], y_val=yv[:1],
+                                  progress=False, log=None)
+    assert all(e in (0, 1) for e in history["val_errors"])
+
+
+def test_resuming_a_finished_run_spends_no_time_on_soft_targets(tiny, tmp_path):
+    x, y, _, _ = tiny
+    kw = dict(teacher=nk.MLP([784, 12, 10], seed=1), T=3.0, epochs=1, checkpoint_path=tmp_path / "c.npz",
+              progress=False, log=None)
+    first = trainer.train_model(nk.MLP([784, 8, 10]), x, y, **kw)
+    assert first["setup_seconds"] > 0
+    again = trainer.train_model(nk.MLP([784, 8, 10]), x, y, resume=True, **kw)
+    assert again["setup_seconds"] == 0.0 and again["epoch"] == [1]
+
+
+def test_a_checkpoint_records_the_data_size_and_no_teacher_for_hard_labels(tiny, tmp_path):
+    """The signature: a resume on another number of training images is refused, and a hard-label run's
+    signature names no teacher, T or alpha."""
+    x, y, _, _ = tiny
+    path = tmp_path / "c.npz"
+    kw = dict(checkpoint_path=path, progress=False, log=None)
+    trainer.train_model(nk.MLP([784, 8, 10]), x, y, epochs=1, **kw)
+    with np.load(path) as f:
+        sig = json.loads(str(f["signature"]))
+    assert sig["n_train"] == len(x) and sig["teacher"] is None and sig["T"] is None and sig["alpha"] is None
+    with pytest.raises(checkpoint.CheckpointError, match=r"other settings \(n_train\)"):
+        trainer.train_model(nk.MLP([784, 8, 10]), x[:-1], y[:-1], epochs=2, resume=True, **kw)
+
+
+# ---------------------------------------------------------------------------
 # Soft targets
 # ---------------------------------------------------------------------------
 
@@ -600,3 +728,12 @@ def test_names_that_moved_out_of_train_are_still_importable_from_it():
              "format_table": experiment, "FlagError": experiment, "FILES": experiment, "ROLES": experiment}
     for name, module in moved.items():
         assert getattr(train, name) is getattr(module, name), name
+
+
+@pytest.mark.skipif(not nk.cuda_available(), reason="CuPy with a CUDA GPU is not available here")
+def test_a_teacher_on_another_device_than_the_student_is_refused(tiny):
+    x, y, _, _ = tiny
+    with pytest.raises(ValueError) as e:
+        trainer.train_model(nk.MLP([784, 8, 10]), x, y, teacher=nk.MLP([784, 8, 10], device="cuda"), epochs=1,
+                            progress=False, log=None)
+    assert str(e.value) == "teacher is on cuda but the student on cpu"
