@@ -8,6 +8,7 @@ full-data model reached 57.0 % without early stopping: soft targets recovered
 
     python -m benchmarks.paper_few --teacher teacher.npz --seeds 1 2 3
     python -m benchmarks.paper_few --teacher teacher.npz --seeds 1 2 3 --add-consistent   # two more rows
+    python -m benchmarks.paper_few --teacher a.npz b.npz c.npz          # an ensemble teacher
 
 * the 3 %: 1,800 training images, 180 of each digit, drawn once with
   ``--subset-seed`` from the first 55,000 training images
@@ -19,7 +20,10 @@ full-data model reached 57.0 % without early stopping: soft targets recovered
   fewest validation errors;
 * ``soft_3pct``: the same net and schedule on the teacher's soft targets for
   the 3 % (T and alpha chosen on validation, from ``--grid-T`` and
-  ``--grid-alpha``, with the first seed), no early stopping;
+  ``--grid-alpha``, with the first seed), no early stopping.  Several
+  ``--teacher`` files are an ensemble: its soft targets at T are the mean of
+  its members' (:func:`nanokd.teacher.ensemble_logits`), so they are computed
+  for each T;
 * ``hard_full``: the 2x800 baseline on all the training images, from the
   record of the paper's table (``results/paper_table.json``), not retrained;
 * with ``--add-consistent``, two rows that leave the paper's setting: the 3 %
@@ -106,10 +110,11 @@ def add_row(row, model, info, data, stopped=False):
     row["epochs"].append(info["best_epoch"] if stopped else len(info["val_errors"]))
 
 
-def choose_soft_settings(args, data, v):
+def choose_soft_settings(args, data, teachers):
     """T and alpha of fewest validation errors after the fixed schedule (first seed only)."""
     grid = {}
     for T in args.grid_T:
+        v = compute_teacher_logits(teachers, data.x, T)  # an ensemble's logits hold its mean at this T only
         for alpha in args.grid_alpha:
             model, _, _ = fit(args, data, args.seeds[0], teacher_logits=v, T=T, alpha=alpha, validate=False)
             grid[f"T={T:g},alpha={alpha:g}"] = errors = evaluate_errors(model, data.x_val, data.y_val)
@@ -122,13 +127,13 @@ def choose_soft_settings(args, data, v):
 def run(args):
     t_start = time.perf_counter()
     data = Data(args)
-    teacher = MLP.load(args.teacher)
-    teacher_test = evaluate_errors(teacher, data.x_test, data.y_test)
-    v = compute_teacher_logits(teacher, data.x)  # T = 1 logits: softmax(v / T) is taken in the loss
+    teachers = [MLP.load(path) for path in args.teacher]
+    teacher = teacher_entry(args, teachers, data)
     print(f"paper_few: {len(data.x)} training images ({np.bincount(data.y).tolist()} per class), "
-          f"teacher {teacher_test} test errors; choosing T and alpha on validation", flush=True)
-    T, alpha, grid = choose_soft_settings(args, data, v)
+          f"teacher {teacher['test_errors']} test errors; choosing T and alpha on validation", flush=True)
+    T, alpha, grid = choose_soft_settings(args, data, teachers)
     print(f"chosen on validation: T = {T:g}, alpha = {alpha:g}", flush=True)
+    v = compute_teacher_logits(teachers, data.x, T)
 
     rows = {k: {"test_errors": [], "seconds": [], "val_errors_final": [], "epochs": []}
             for k in ("hard_3pct", "hard_3pct_no_stop", "soft_3pct")}
@@ -160,7 +165,7 @@ def run(args):
     rec = {"experiment": "few", "paper": "Hinton, Vinyals & Dean 2015, arXiv 1503.02531, section 6 (Table 5)",
            "command": command_line("benchmarks.paper_few"), "date": now(), "git_commit": STARTED_AT, "machine": machine(),
            "wall_seconds": round(time.perf_counter() - t_start, 1), "seeds": list(args.seeds),
-           "teacher": {"file": str(Path(args.teacher).resolve()), "test_errors": teacher_test},
+           "teacher": teacher,
            "settings": settings, "models": rows, "mean_test_errors": mean, "recovered_fraction": recovered,
            "paper_table5": PAPER, "val_curves": curves}
     write_json_atomic(args.out, rec)
@@ -182,7 +187,7 @@ def add_consistent(args):
     if (s["subset"], s["subset_seed"], s["val"]) != (args.subset, args.subset_seed, args.val):
         raise SystemExit(f"{args.out} was made with another subset or validation split: pass the same flags")
     data = Data(args)
-    teacher = MLP.load(args.teacher)
+    teacher = [MLP.load(path) for path in args.teacher]
     rows = {k: {"test_errors": [], "seconds": [], "val_errors_final": [], "epochs": [], "jitter": args.jitter}
             for k in ("hard_3pct_jitter", "soft_3pct_consistent")}
     for seed in args.seeds:
@@ -204,6 +209,15 @@ def add_consistent(args):
                               "git_commit": STARTED_AT, "wall_seconds": round(time.perf_counter() - t_start, 1)}
     write_json_atomic(args.out, rec)
     print(f"recovered fraction with consistent teaching: {rec['recovered_fraction_consistent']:.2f}; wrote {args.out}")
+
+
+def teacher_entry(args, teachers, data):
+    """The record's teacher: its files, its test errors and, for an ensemble, each member's."""
+    entry = {"files": [str(Path(path).resolve()) for path in args.teacher],
+             "test_errors": evaluate_errors(teachers if len(teachers) > 1 else teachers[0], data.x_test, data.y_test)}
+    if len(teachers) > 1:
+        entry["members_test_errors"] = [evaluate_errors(t, data.x_test, data.y_test) for t in teachers]
+    return entry
 
 
 def plot(rec, path):
@@ -234,7 +248,8 @@ def plot(rec, path):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.paper_few", description=__doc__.split("\n")[0])
-    p.add_argument("--teacher", required=True, help="the full-data teacher (teacher.npz)")
+    p.add_argument("--teacher", required=True, nargs="+", metavar="PATH",
+                   help="the full-data teacher (teacher.npz); several form an ensemble")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--subset", type=int, default=1800, help="training images, the same number of each class")
     p.add_argument("--subset-seed", type=int, default=0)
@@ -251,8 +266,9 @@ def main(argv=None):
     p.add_argument("--jitter", type=int, default=2, help="the shifts of --add-consistent, in pixels")
     p.add_argument("--out", default=str(RESULTS / "paper_few.json"))
     args = p.parse_args(argv)
-    if not Path(args.teacher).is_file():
-        p.error(f"argument --teacher: no such file: {args.teacher}")
+    for path in args.teacher:
+        if not Path(path).is_file():
+            p.error(f"argument --teacher: no such file: {path}")
     add_consistent(args) if args.add_consistent else run(args)
 
 

@@ -50,6 +50,32 @@ def test_paper_few_record(teacher_file, mnist_dir, tmp_path):
     assert s["grid"][f"T={s['soft_T']:g},alpha=1"] == min(s["grid"].values())  # the choice is the validation best
 
 
+def test_paper_few_with_an_ensemble_teacher(teacher_file, mnist_dir, tmp_path):
+    """Two --teacher files are an ensemble: the record gives its test errors (mean probability) and each
+    member's, and the soft run's targets are the ensemble's at the chosen T."""
+    other = nk.MLP([784, 32, 10], seed=4)
+    other.save(tmp_path / "other.npz")
+    out = tmp_path / "few.json"
+    paper_few.main(["--teacher", str(teacher_file), str(tmp_path / "other.npz"), "--seeds", "1", "--subset", "100",
+                    "--epochs", "2", "--grid-T", "3", "--grid-alpha", "1", "--val", "500", "--data-dir",
+                    str(mnist_dir), "--no-plot", "--out", str(out)])
+    rec = json.loads(out.read_text())
+    ds = nk.data.load("mnist", mnist_dir)
+    x_test = nk.data.to_float(ds.x_test)
+    members = [nk.MLP.load(teacher_file), nk.MLP.load(tmp_path / "other.npz")]
+    assert rec["teacher"]["members_test_errors"] == [nk.teacher.evaluate_errors(m, x_test, ds.y_test)
+                                                     for m in members]
+    assert rec["teacher"]["test_errors"] == nk.teacher.evaluate_errors(members, x_test, ds.y_test)
+    assert rec["teacher"]["files"] == [str(teacher_file.resolve()), str((tmp_path / "other.npz").resolve())]
+
+    args = type("A", (), {"data_dir": mnist_dir, "val": 500, "subset": 100, "subset_seed": 0, "epochs": 2,
+                          "lr": 0.05, "lr_decay": 0.994, "seeds": [1]})
+    data = paper_few.Data(args)
+    v = nk.teacher.compute_teacher_logits(members, data.x, 3.0)
+    soft, _, _ = paper_few.fit(args, data, 1, teacher_logits=v, T=3.0, alpha=1.0)
+    assert rec["models"]["soft_3pct"]["test_errors"] == [nk.teacher.evaluate_errors(soft, x_test, ds.y_test)]
+
+
 def test_paper_few_subset_is_balanced_and_outside_validation(mnist_dir):
     ns = type("A", (), {"data_dir": mnist_dir, "val": 5000, "subset": 1800, "subset_seed": 0})
     data = paper_few.Data(ns)
