@@ -381,6 +381,16 @@ EQUIVALENT = {
 }
 
 
+def merged(runs):
+    """One status per mutant from several runs' results: the last status that is not "not checked"."""
+    status = {}
+    for run in runs:
+        for name, what in run.items():
+            if what != "not checked" or name not in status:
+                status[name] = what
+    return status
+
+
 def results(cwd="."):
     """mutant name -> status ("killed", "survived", "not checked", "timeout", "no tests", ...)."""
     out = subprocess.run(["mutmut", "results", "--all", "true"], cwd=cwd, capture_output=True, text=True,
@@ -436,11 +446,13 @@ def markdown(table):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m benchmarks.mutation_report", description=__doc__.split("\n")[0])
-    ap.add_argument("--cwd", default=".", help="the folder of the mutmut run (holding mutants/)")
+    ap.add_argument("--cwd", nargs="+", default=["."],
+                    help="the folder of the mutmut run (holding mutants/); with several, each mutant's status is "
+                         "the last one checked, so a later run of one module replaces that module's results")
     ap.add_argument("--json", metavar="PATH", help="write the record here")
     ap.add_argument("--markdown", action="store_true", help="print the table as markdown (for RESULTS.md)")
     args = ap.parse_args(argv)
-    table = scores(results(args.cwd))
+    table = scores(merged(results(cwd) for cwd in args.cwd))
     if args.markdown:
         print(markdown(table))
     print(f"{'module':11s} {'mutants':>7s} {'killed':>6s} {'timeout':>7s} {'survived':>8s} {'equiv.':>6s} "

@@ -78,3 +78,15 @@ def test_mutation_score_leaves_out_equivalent_survivors_and_waits_for_unchecked_
     rows = mutation_report.markdown(table).split("\n")
     assert "| optim | 4 | 1 (1) | 1 | 1 | 0 | **66.7 %** |" in rows
     assert "| losses | 2 | 1 (0) | 0 | 0 | 1 | 100.0 % of those run |" in rows
+
+
+def test_mutation_results_of_several_runs_take_each_mutants_last_checked_status():
+    from benchmarks import mutation_report
+
+    first = {"nanokd.optim.f__mutmut_1": "survived", "nanokd.optim.f__mutmut_2": "killed",
+             "nanokd.data.g__mutmut_1": "killed"}
+    second = {"nanokd.optim.f__mutmut_1": "killed", "nanokd.optim.f__mutmut_2": "survived",
+              "nanokd.data.g__mutmut_1": "not checked", "nanokd.data.g__mutmut_2": "not checked"}
+    assert mutation_report.merged([first, second]) == {
+        "nanokd.optim.f__mutmut_1": "killed", "nanokd.optim.f__mutmut_2": "survived",
+        "nanokd.data.g__mutmut_1": "killed", "nanokd.data.g__mutmut_2": "not checked"}
