@@ -423,7 +423,8 @@ class _Run:
         ``(2s + 1)**2 x N x C``, and each batch looks its targets up
         (:meth:`soft_targets`).  Over ``SHIFT_CACHE_BYTES`` they are
         recomputed for every batch instead; either way they are the same
-        numbers (tests/test_consistent.py).
+        numbers up to the last bits (a batch's products round differently
+        from the whole set's; tests/test_consistent.py).
         """
         if self.teachers is None:
             return 0.0

@@ -90,3 +90,14 @@ def test_mutation_results_of_several_runs_take_each_mutants_last_checked_status(
     assert mutation_report.merged([first, second]) == {
         "nanokd.optim.f__mutmut_1": "killed", "nanokd.optim.f__mutmut_2": "survived",
         "nanokd.data.g__mutmut_1": "killed", "nanokd.data.g__mutmut_2": "not checked"}
+
+
+def test_mutation_report_names_mutants_listed_as_equivalent_that_a_test_kills(monkeypatch):
+    from benchmarks import mutation_report
+
+    monkeypatch.setattr(mutation_report, "EQUIVALENT", {"nanokd.optim.f__mutmut_1": "why",
+                                                        "nanokd.optim.f__mutmut_2": "why",
+                                                        "nanokd.optim.f__mutmut_3": "why"})
+    status = {"nanokd.optim.f__mutmut_1": "survived", "nanokd.optim.f__mutmut_2": "killed",
+              "nanokd.optim.f__mutmut_3": "timeout"}
+    assert mutation_report.stale(status) == ["nanokd.optim.f__mutmut_2", "nanokd.optim.f__mutmut_3"]
