@@ -99,12 +99,13 @@ def _preset_table(dataset="mnist"):
     cols = [(p, r) for p in table for r in ("teacher", "student")]
     lines = [f"defaults of the training flags for --dataset {dataset}, per --preset and role",
              "(each data set has its own table: --dataset NAME --help):",
-             "  " + " " * 18 + "".join(f"{p + ' ' + r:>17}" for p, r in cols)]
+             "  " + " " * 18 + "".join(f"{p:>13}" for p, _ in cols),  # heading: the preset over its role
+             "  " + " " * 18 + "".join(f"{r:>13}" for _, r in cols)]
     for field in RECIPE_FLAGS:
         cells = [_fmt_value(getattr(table[p][r], field)) for p, r in cols]
-        lines.append(f"  {_flag(field):18s}" + "".join(f"{c:>17}" for c in cells))
+        lines.append(f"  {_flag(field):18s}" + "".join(f"{c:>13}" for c in cells))
     for key in ("T", "alpha"):  # distilled student only: one value per preset, in its student column
-        lines.append(f"  --{key:16s}" + "".join(f"{table[p][key]:>17g}" if r == "student" else " " * 17
+        lines.append(f"  --{key:16s}" + "".join(f"{table[p][key]:>13g}" if r == "student" else " " * 13
                                                for p, r in cols))
     lines.append("")
     lines += [textwrap.fill(f"{p}: {table[p]['about']}", 100, initial_indent="  ", subsequent_indent="    ")

@@ -81,3 +81,14 @@ def xp(request):
     import numpy
 
     return numpy
+
+
+@pytest.fixture
+def preset_columns():
+    """A function: the (preset, role) columns of the table of defaults in a --help text (its two heading
+    lines, the preset over its role)."""
+    def columns(text):
+        lines = text.splitlines()
+        i = next(k for k, line in enumerate(lines) if line.startswith("defaults of the training flags"))
+        return list(zip(lines[i + 2].split(), lines[i + 3].split()))
+    return columns

@@ -7,6 +7,7 @@ so that the whole file runs in seconds.
 import gzip
 import json
 import math
+import re
 import struct
 
 import numpy as np
@@ -672,7 +673,7 @@ def test_role_flags_win_over_plain_flags_and_presets():
     assert p["teacher"]["jitter"] == 2 and p["teacher"]["dropout_input"] == 0.2 and p["T"] == 20.0
 
 
-def test_help_explains_every_flag(capsys):
+def test_help_explains_every_flag(capsys, preset_columns):
     with pytest.raises(SystemExit) as e:
         train.main(["--help"])
     assert e.value.code == 0
@@ -680,7 +681,24 @@ def test_help_explains_every_flag(capsys):
     for flag in ["--role", "--preset", "--teacher", "--T", "--alpha", "--seed", "--device", "--out", "--resume",
                  "--dataset", "--data-dir", "--val", *(train._flag(f) for f in train.RECIPE_FLAGS)]:
         assert flag in text, flag
-    assert "--teacher-FLAG" in text and "quick teacher" in text
+    assert "--teacher-FLAG" in text and ("quick", "teacher") in preset_columns(text)
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_the_table_of_defaults_keeps_every_column_apart_and_aligned(dataset):
+    """Every heading and value ends at its column's right edge, with a space before it (a heading as long
+    as "consistent teacher" once ran into its neighbour)."""
+    lines = train._preset_table(dataset).splitlines()
+    heading = lines[2]
+    ends = [m.end() for m in re.finditer(r"\S+", heading)]
+    assert len(ends) == 2 * len(settings.presets_for(dataset))
+    assert lines[3].split() == ["teacher", "student"] * (len(ends) // 2)
+    for line in lines[4:4 + len(train.RECIPE_FLAGS) + 2]:
+        flag, _, rest = line.strip().partition(" ")
+        assert flag.startswith("--"), line
+        values = re.finditer(r"\S+(?: \S+)*", line[2 + 18:])  # a value may hold one space: "800 800"
+        for m in values:
+            assert 2 + 18 + m.end() in ends and line[2 + 18 + m.start() - 1] == " ", (line, m.group())
 
 
 @pytest.mark.parametrize("argv, match", [
