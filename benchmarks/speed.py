@@ -167,6 +167,22 @@ def _iqr(s):
     return [q[0] * 1e3, q[2] * 1e3]
 
 
+def kernel_hint(info):
+    """A line for a CPU with AVX-512 whose OpenBLAS runs an AVX2 kernel (Haswell, Zen), else None.
+
+    OpenBLAS 0.3.31 has no kernel of its own for AMD's Zen: it runs Haswell's
+    AVX2 code there even on a Zen 4 or 5, which executes AVX-512.  On one Zen 5
+    its SkylakeX kernel ran the step's products 1.6-1.8 times faster
+    (benchmarks/RESULTS.md).  AVX-512 is read from NumPy's dispatch targets.
+    """
+    pools = info["threadpools"] if isinstance(info.get("threadpools"), list) else []
+    kernels = {p["architecture"] for p in pools if p.get("internal_api") == "openblas"}
+    if "X86_V4" in str(info.get("numpy_simd", "")).split("+") and kernels & {"Haswell", "Zen"}:
+        return ("# this CPU has AVX-512 but OpenBLAS runs its AVX2 kernel: OPENBLAS_CORETYPE=SkylakeX may make the "
+                "products faster (it also changes the last bits of every result)")
+    return None
+
+
 def print_table(rows, info):
     print(f"# CPU: {info.get('cpu')}  ({info.get('cpus')} logical CPUs)")
     for p in info["threadpools"] if isinstance(info["threadpools"], list) else []:
@@ -174,6 +190,8 @@ def print_table(rows, info):
     print(f"# threads used: {info['threads']}; OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']} OPENBLAS_L2_SIZE={info['OPENBLAS_L2_SIZE']}")
     if info.get("torch"):
         print(f"# torch {info['torch']} threads={info.get('torch_threads')}")
+    if kernel_hint(info):
+        print(kernel_hint(info))
     head = (f"{'case':<8} {'batch':>5} {'GFLOP':>6} {'nanokd ms':>10} {'torch ms':>9} {'ratio':>6} "
             f"{'nanokd GF/s':>11} {'torch GF/s':>10} {'ceiling GF/s':>12} {'of ceiling':>10} "
             f"{'np gemm ms':>10} {'torch gemm ms':>13}")

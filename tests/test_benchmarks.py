@@ -101,3 +101,16 @@ def test_mutation_report_names_mutants_listed_as_equivalent_that_a_test_kills(mo
     status = {"nanokd.optim.f__mutmut_1": "survived", "nanokd.optim.f__mutmut_2": "killed",
               "nanokd.optim.f__mutmut_3": "timeout"}
     assert mutation_report.stale(status) == ["nanokd.optim.f__mutmut_2", "nanokd.optim.f__mutmut_3"]
+
+
+def test_speed_names_an_avx2_blas_kernel_on_a_cpu_with_avx512():
+    from benchmarks import speed
+
+    def info(simd, kernel):
+        return {"numpy_simd": simd, "threadpools": [{"internal_api": "openblas", "architecture": kernel}]}
+
+    assert "OPENBLAS_CORETYPE=SkylakeX" in speed.kernel_hint(info("X86_V3+X86_V4+AVX512_ICL", "Haswell"))
+    assert "OPENBLAS_CORETYPE=SkylakeX" in speed.kernel_hint(info("X86_V3+X86_V4", "Zen"))
+    assert speed.kernel_hint(info("X86_V3", "Haswell")) is None  # no AVX-512: the AVX2 kernel is the best
+    assert speed.kernel_hint(info("X86_V3+X86_V4", "SkylakeX")) is None
+    assert speed.kernel_hint({"numpy_simd": "unknown", "threadpools": "threadpoolctl not installed"}) is None
