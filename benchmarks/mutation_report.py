@@ -28,7 +28,7 @@ import sys
 
 from benchmarks.common import command_line, git_commit, machine, now, write_record
 
-MODULES = ("losses", "layers", "mlp", "optim", "trainer", "checkpoint", "teacher", "data")
+MODULES = ("losses", "layers", "mlp", "optim", "trainer", "checkpoint", "teacher", "data", "jitter")
 
 #: Why a surviving mutant cannot be told apart from the original (or only on a GPU), one line each.
 CPU_ONLY = "get_array_module(None) is NumPy: the same module for NumPy arrays; only a CuPy run (a GPU) differs"
@@ -227,15 +227,15 @@ EQUIVALENT = {
     "nanokd.data.x_num_classes__mutmut_3": "MNIST's and Fashion-MNIST's largest training label is 9: 9 + 1 is "
                                            "NUM_CLASSES",
     "nanokd.data.x_to_float__mutmut_10": NEGATIVE_SIZE,
-    "nanokd.data.x_draw_shifts__mutmut_8": "the first two rows of a (3, n) draw are the (2, n) draw, and the "
+    "nanokd.jitter.x_draw_shifts__mutmut_8": "the first two rows of a (3, n) draw are the (2, n) draw, and the "
                                            "generator is the shifts' own (epoch_seeds)",
-    "nanokd.data.x_draw_shifts__mutmut_10": CPU_ONLY,
-    "nanokd.data.x_draw_shifts__mutmut_19": "floor(u * width) <= width - 1 for u < 1: the bound never bites",
-    "nanokd.data.x_shift_images__mutmut_2": CPU_ONLY,
-    "nanokd.data.x_shift_images__mutmut_50": "no image is drawn the extra shift s + 1: its index set is empty",
-    "nanokd.data.x_shift_images__mutmut_79": "side + min(dy, 1) differs only for dy > 0, where it is side + 1, "
+    "nanokd.jitter.x_draw_shifts__mutmut_10": CPU_ONLY,
+    "nanokd.jitter.x_draw_shifts__mutmut_19": "floor(u * width) <= width - 1 for u < 1: the bound never bites",
+    "nanokd.jitter.x_shift_images__mutmut_2": CPU_ONLY,
+    "nanokd.jitter.x_shift_images__mutmut_50": "no image is drawn the extra shift s + 1: its index set is empty",
+    "nanokd.jitter.x_shift_images__mutmut_79": "side + min(dy, 1) differs only for dy > 0, where it is side + 1, "
                                              "which slicing clips to side",
-    "nanokd.data.x_shift_images__mutmut_90": "side + min(dx, 1) differs only for dx > 0, where it is side + 1, "
+    "nanokd.jitter.x_shift_images__mutmut_90": "side + min(dx, 1) differs only for dx > 0, where it is side + 1, "
                                              "which slicing clips to side",
     "nanokd.data.x_balanced_subset__mutmut_23": "rng.choice tests replace for truth: None is False",
     "nanokd.layers.x_bernoulli_keep__mutmut_6": ("getattr without a default: every generator nanokd draws from "

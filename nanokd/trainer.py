@@ -33,10 +33,10 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import data as nkdata
 from . import fused
 from .backend import default_rng, get_array_module
 from .checkpoint import CheckpointError, fingerprint, load_checkpoint, save_checkpoint, signature
+from .jitter import draw_shifts, image_side, shift_images
 from .losses import cross_entropy_and_grad, distillation_loss_and_grad
 from .mlp import MLP
 from .optim import SGD, exponential_decay, linear_ramp
@@ -78,7 +78,7 @@ class TrainConfig:
         stays.  ``momentum_start=None`` means no ramp.
     jitter : int
         Translate every training image by up to this many pixels, freshly each
-        epoch (:func:`nanokd.data.jitter`); 0 for none, else less than the image side
+        epoch (:func:`nanokd.jitter.jitter`); 0 for none, else less than the image side
         (at most 27 for MNIST).  x must then be square images (784 = 28 x 28 inputs
         for MNIST).
     T, alpha : float
@@ -135,7 +135,7 @@ SHIFT_CACHE_BYTES = 1 << 30
 def shifted_teacher_logits(teachers, x, max_shift, T=1.0, buffer=None):
     """The teacher's logits of every image of x under every whole-pixel shift: ``V[k, i]`` for shift number k.
 
-    Shift numbers as in :func:`nanokd.data.draw_shifts`; ``(2 s + 1)**2`` of
+    Shift numbers as in :func:`nanokd.jitter.draw_shifts`; ``(2 s + 1)**2`` of
     them for ``s = max_shift``.  An ensemble is combined at T, as in
     :func:`~nanokd.teacher.compute_teacher_logits`.  ``buffer``: an array like
     x to shift the images into.
@@ -146,7 +146,7 @@ def shifted_teacher_logits(teachers, x, max_shift, T=1.0, buffer=None):
     out = xp.empty((width * width, n, teachers[0].sizes[-1]), dtype=teachers[0].dtype)
     for k in range(width * width):
         code = xp.full(n, k, dtype=xp.int64)
-        out[k] = compute_teacher_logits(teachers, nkdata.shift_images(x, code, max_shift, out=buffer), T)
+        out[k] = compute_teacher_logits(teachers, shift_images(x, code, max_shift, out=buffer), T)
     return out
 
 
@@ -361,7 +361,7 @@ class _Run:
         if self.n == 0:
             raise ValueError("x is empty: nothing to train on")
         if config.jitter:
-            side = nkdata.image_side(model.sizes[0])  # jitter shifts square images: ValueError unless they are
+            side = image_side(model.sizes[0])  # jitter shifts square images: ValueError unless they are
             if config.jitter >= side:
                 raise ValueError(f"jitter must be less than the image side {side}, got {config.jitter}")
         if (x_val is None) != (y_val is None):
@@ -451,9 +451,9 @@ class _Run:
         s_dropout, s_jitter, s_shuffle = epoch_seeds(c.seed, epoch)
         model.reseed(s_dropout)
         x = self.x
-        if c.jitter:  # nkdata.jitter, keeping the shifts for the soft targets' lookup
-            self.shifts = nkdata.draw_shifts(default_rng(xp, s_jitter), self.n, c.jitter)
-            x = nkdata.shift_images(self.x, self.shifts, c.jitter, out=self.jitter_buf)
+        if c.jitter:  # nanokd.jitter.jitter, keeping the shifts for the soft targets' lookup
+            self.shifts = draw_shifts(default_rng(xp, s_jitter), self.n, c.jitter)
+            x = shift_images(self.x, self.shifts, c.jitter, out=self.jitter_buf)
         perm = xp.asarray(np.random.default_rng(s_shuffle).permutation(self.n))
         n_batches = -(-self.n // c.batch_size)
         loss_sum = xp.zeros((), dtype=xp.float64)  # stays on the device; read every few batches

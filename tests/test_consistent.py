@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import nanokd as nk
-from nanokd import data, trainer
+from nanokd import trainer
+from nanokd import jitter as nkjitter
 from nanokd.teacher import compute_teacher_logits, ensemble_logits
 
 N = 96
@@ -35,7 +36,7 @@ def test_lookup_holds_the_teachers_logits_of_each_shifted_image(max_shift):
     width = 2 * max_shift + 1
     assert V.shape == (width * width, N, 10) and V.dtype == np.float32
     for k in range(width * width):
-        shifted = data.shift_images(x, np.full(N, k), max_shift)
+        shifted = nkjitter.shift_images(x, np.full(N, k), max_shift)
         np.testing.assert_array_equal(V[k], compute_teacher_logits(t, shifted))
     centre = (width * width) // 2  # dy = dx = 0
     np.testing.assert_array_equal(V[centre], compute_teacher_logits(t, x))
@@ -45,9 +46,9 @@ def test_lookup_holds_the_teachers_logits_of_each_shifted_image(max_shift):
 def test_jitter_is_draw_shifts_then_shift_images():
     """The lookup indexes by the shifts jitter draws: the two halves give jitter's images, bit for bit."""
     x, _ = _images()
-    a = data.jitter(x, np.random.default_rng(9), 2)
-    code = data.draw_shifts(np.random.default_rng(9), N, 2)
-    np.testing.assert_array_equal(a, data.shift_images(x, code, 2))
+    a = nkjitter.jitter(x, np.random.default_rng(9), 2)
+    code = nkjitter.draw_shifts(np.random.default_rng(9), N, 2)
+    np.testing.assert_array_equal(a, nkjitter.shift_images(x, code, 2))
     assert code.min() >= 0 and code.max() <= 24 and len(np.unique(code)) > 10
 
 
@@ -72,7 +73,7 @@ def test_training_with_the_lookup_equals_recomputing_per_batch(dtype, rtol, ense
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 1e-2)
     # and both differ from training on the unshifted images' targets: the lookup follows the shifts
     unshifted = nk.MLP([784, 16, 10], seed=1, dtype=dtype)
-    monkeypatch.setattr(trainer.nkdata, "shift_images", lambda x, code, s, out=None: x)
+    monkeypatch.setattr(trainer, "shift_images", lambda x, code, s, out=None: x)
     trainer.train_model(unshifted, x, y, epochs=2, batch_size=32, lr=0.05, jitter=2, teacher=teacher, T=3.0,
                         alpha=0.8, seed=3, progress=False, log=None)
     assert max(float(np.abs(a - b).max()) for a, b in zip(cached.params, unshifted.params)) > 1e-4
@@ -82,7 +83,7 @@ def test_an_ensembles_lookup_is_combined_at_the_runs_temperature():
     x, _ = _images()
     t1, t2 = nk.MLP([784, 24, 10], seed=2), nk.MLP([784, 12, 10], seed=5)
     V = trainer.shifted_teacher_logits([t1, t2], x, 1, T=4.0)
-    shifted = data.shift_images(x, np.full(N, 7), 1)
+    shifted = nkjitter.shift_images(x, np.full(N, 7), 1)
     expected = ensemble_logits([t1.forward(shifted), t2.forward(shifted)], 4.0)
     np.testing.assert_allclose(V[7], expected, rtol=1e-6, atol=1e-6)
     assert np.abs(V[7] - trainer.shifted_teacher_logits([t1, t2], x, 1, T=1.0)[7]).max() > 1e-3

@@ -19,6 +19,7 @@ import pytest
 
 import nanokd as nk
 from nanokd import curves, data, presets, show, train
+from nanokd import jitter as nkjitter
 
 SIDE, N_CLASSES, N_TRAIN, N_TEST, N_VAL = 14, 5, 200, 50, 40
 
@@ -169,7 +170,7 @@ def test_custom_data_trains_end_to_end_through_the_cli(custom_run, custom_dir):
 def test_jitter_works_on_other_square_sizes_and_is_refused_on_non_square_images(custom_dir, tmp_path, capsys):
     x = np.zeros((1, SIDE * SIDE), np.float32)
     x[0, 0] = 1.0
-    shifted = data.shift_images(x, np.array([(1 + 1) * 3 + (0 + 1)]), 1)  # one row down
+    shifted = nkjitter.shift_images(x, np.array([(1 + 1) * 3 + (0 + 1)]), 1)  # one row down
     assert shifted.reshape(SIDE, SIDE)[1, 0] == 1.0 and shifted.sum() == 1.0
     assert train.main(cli(custom_dir, tmp_path / "jitter", "--jitter", "1", "--epochs", "1")) == 0
 
@@ -392,7 +393,7 @@ def test_a_missing_custom_folder_or_file_is_named_and_the_message_says_what_is_n
 def test_jitter_refuses_to_shift_in_place():
     x = np.zeros((2, 4, 4), np.float32)
     with pytest.raises(ValueError) as e:
-        data.shift_images(x, np.zeros(2, np.int64), 1, out=x)
+        nkjitter.shift_images(x, np.zeros(2, np.int64), 1, out=x)
     assert str(e.value) == "jitter cannot work in place: out must not be x"
 
 

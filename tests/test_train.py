@@ -15,6 +15,7 @@ import pytest
 
 import nanokd as nk
 from nanokd import checkpoint, data, experiment, settings, train, trainer
+from nanokd import jitter as nkjitter
 from nanokd import teacher as nkteacher
 
 N_TRAIN, N_TEST, N_VAL = 240, 60, 40
@@ -149,8 +150,8 @@ def test_jitter_and_dropout_draws_depend_only_on_seed_and_epoch(tiny):
     assert seeds == [trainer.epoch_seeds(5, e) for e in range(3)]
     assert len({s for trio in seeds for s in trio}) == 9  # dropout, jitter, shuffle: all different
     _, s_jitter, _ = seeds[1]
-    a = data.jitter(x, nk.backend.default_rng(np, s_jitter), 2)
-    b = data.jitter(x, nk.backend.default_rng(np, s_jitter), 2)
+    a = nkjitter.jitter(x, nk.backend.default_rng(np, s_jitter), 2)
+    b = nkjitter.jitter(x, nk.backend.default_rng(np, s_jitter), 2)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, x)
 
