@@ -92,6 +92,15 @@ def test_mutation_results_of_several_runs_take_each_mutants_last_checked_status(
         "nanokd.data.g__mutmut_1": "killed", "nanokd.data.g__mutmut_2": "not checked"}
 
 
+def test_mutation_results_leave_out_mutants_the_newest_run_no_longer_has():
+    from benchmarks import mutation_report
+
+    old = {"nanokd.data.x_jitter__mutmut_1": "killed", "nanokd.data.g__mutmut_1": "survived"}
+    new = {"nanokd.jitter.x_jitter__mutmut_1": "killed", "nanokd.data.g__mutmut_1": "not checked"}
+    assert mutation_report.merged([old, new]) == {"nanokd.jitter.x_jitter__mutmut_1": "killed",
+                                                   "nanokd.data.g__mutmut_1": "survived"}
+
+
 def test_mutation_report_names_mutants_listed_as_equivalent_that_a_test_kills(monkeypatch):
     from benchmarks import mutation_report
 
