@@ -6,12 +6,14 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from benchmarks import common
 
 # the scripts with flags:
-SCRIPTS = ("epoch", "gpu_check", "mutation_report", "paper_mnist", "reference", "speed", "torch_student")
+SCRIPTS = ("epoch", "gpu_check", "mutation_report", "paper_mnist", "reference", "sgemm_fold", "speed",
+           "torch_student")
 MODULES = (*SCRIPTS, "common", "gradcheck_full", "paper_experiments", "paper_report", "steps")
 
 
@@ -123,3 +125,21 @@ def test_speed_names_an_avx2_blas_kernel_on_a_cpu_with_avx512():
     assert speed.kernel_hint(info("X86_V3", "Haswell")) is None  # no AVX-512: the AVX2 kernel is the best
     assert speed.kernel_hint(info("X86_V3+X86_V4", "SkylakeX")) is None
     assert speed.kernel_hint({"numpy_simd": "unknown", "threadpools": "threadpoolctl not installed"}) is None
+
+
+def test_momentum_folded_into_sgemm_gives_the_plain_steps_weights_bit_for_bit():
+    """benchmarks.sgemm_fold times u <- h^T da + mu u as one gemm with beta = mu: the same numbers as SGD.step."""
+    pytest.importorskip("scipy", reason="benchmarks.sgemm_fold needs scipy's BLAS wrappers")
+    from benchmarks import sgemm_fold
+    from benchmarks.steps import make_batch
+
+    x, y, _ = make_batch(sgemm_fold.N)
+    runs = [sgemm_fold._make() for _ in range(3)]
+    for _ in range(3):
+        sgemm_fold.plain(*runs[0], x, y)
+        sgemm_fold.folded(*runs[1], x, y)
+        sgemm_fold.folded(*runs[2], x, y, all_scipy=True)
+    for model, _ in runs[1:]:
+        for a, b in zip(runs[0][0].params, model.params):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(runs[0][0].params[0], sgemm_fold._make()[0].params[0])  # the steps moved the weights
