@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import nanokd as nk
-from benchmarks import paper_consistent, paper_few
+from benchmarks import paper_consistent, paper_experiments, paper_few
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +88,49 @@ def test_paper_consistent_needs_a_teacher_to_distil(capsys):
     with pytest.raises(SystemExit) as e:
         paper_consistent.main(["distilled"])
     assert e.value.code == 2 and "distilled needs --teacher" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("role, classes, sign", [("omit3", (3,), +1), ("only78", (7, 8), -1)])
+def test_paper_consistent_transfer_roles(role, classes, sign, teacher_file, mnist_dir, tmp_path):
+    """omit3 / only78 with consistent teaching: the transfer set lacks the classes (or holds only them), and the
+    recorded bias shift is the validation best, applied to the saved student's test logits."""
+    runs = tmp_path / "runs"
+    paper_consistent.main([role, "--teacher", str(teacher_file), "--seeds", "1", "--hidden", "16", "--limit", "600",
+                           "--epochs", "1", "--val", "500", "--data-dir", str(mnist_dir), "--runs", str(runs)])
+    part = json.loads((runs / f"{role}.json").read_text())
+    ds = nk.data.load("mnist", mnist_dir)
+    y_fit = ds.y_train[:600]
+    kept = (y_fit != 3) if role == "omit3" else np.isin(y_fit, (7, 8))
+    assert part["transfer_set_size"] == int(kept.sum()) < 600
+    assert part["recipe"]["lr_decay"] == pytest.approx(0.97 ** (kept.sum() / 59500))
+    done = part["seeds"]["1"]
+    student = nk.MLP.load(runs / f"{role}_seed1.npz")
+    x_val, y_val = nk.data.to_float(ds.x_train[-500:]), ds.y_train[-500:]
+    z_val = nk.teacher.compute_teacher_logits(student, x_val)
+    z_test = nk.teacher.compute_teacher_logits(student, nk.data.to_float(ds.x_test))
+    grid = list(paper_consistent.SHIFT_GRID)
+    errs = [paper_experiments.shifted_errors(z_val, y_val, classes, sign * s)[0] for s in grid]
+    assert done["val_errors_after_shift"] == min(errs) == errs[grid.index(done["shift"])]
+    assert done["test_errors"] == nk.teacher.evaluate_errors(student, nk.data.to_float(ds.x_test), ds.y_test)
+    assert done["test_errors_after"] == paper_experiments.shifted_errors(z_test, ds.y_test, classes,
+                                                                         sign * done["shift"])[0]
+
+
+def test_paper_consistent_merge_pools_parts(teacher_file, mnist_dir, tmp_path):
+    """Parts of one role from two --runs folders pool their seeds; a seed in both, or another recipe, is refused."""
+    common = ["baseline", "--hidden", "8", "--limit", "300", "--epochs", "1", "--val", "500", "--data-dir",
+              str(mnist_dir)]
+    for seed, folder in ((1, "a"), (2, "b"), (2, "c")):
+        paper_consistent.main(common + ["--seeds", str(seed), "--runs", str(tmp_path / folder)])
+    out = tmp_path / "rec.json"
+    merge = ["merge", "--teacher", str(teacher_file), "--data-dir", str(mnist_dir), "--out", str(out), "--parts"]
+    paper_consistent.main(merge + [str(tmp_path / "a" / "baseline.json"), str(tmp_path / "b" / "baseline.json")])
+    entry = json.loads(out.read_text())["models"]["baseline_jitter"]
+    parts = [json.loads((tmp_path / f / "baseline.json").read_text()) for f in "ab"]
+    assert entry["seeds"] == [1, 2]
+    assert entry["test_errors"] == [parts[0]["seeds"]["1"]["test_errors"], parts[1]["seeds"]["2"]["test_errors"]]
+    with pytest.raises(SystemExit, match=r"seeds \['2'\] are in an earlier baseline part"):
+        paper_consistent.main(merge + [str(tmp_path / "b" / "baseline.json"), str(tmp_path / "c" / "baseline.json")])
+    paper_consistent.main(common[:2] + ["16"] + common[3:] + ["--seeds", "3", "--runs", str(tmp_path / "d")])
+    with pytest.raises(SystemExit, match="its recipe .* differs"):
+        paper_consistent.main(merge + [str(tmp_path / "a" / "baseline.json"), str(tmp_path / "d" / "baseline.json")])
