@@ -16,6 +16,7 @@ epoch; the test set is used once per model, at the end)::
     python -m benchmarks.paper_consistent baseline --seeds 1 2 3            # hard labels, jittered images
     python -m benchmarks.paper_consistent distilled --teacher a.npz [b.npz ...] --seeds 4 5 6
     python -m benchmarks.paper_consistent merge --teacher a.npz [b.npz ...]  # both into paper_consistent.json
+    python -m benchmarks.paper_consistent teachers --teacher a.npz b.npz c.npz ...  # the ensemble, on validation
     python -m benchmarks.paper_consistent omit3 --teacher a.npz [b.npz ...] --seeds 1 2 3   # then merge
     python -m benchmarks.paper_consistent only78 --teacher a.npz [b.npz ...] --seeds 1 2 3
 
@@ -24,6 +25,10 @@ augmentation: the same net, the same jittered images, the same schedule, on
 the hard labels.  Each role writes its part to ``--runs`` after every seed
 (with per-epoch checkpoints there, so an interrupted run resumes), and
 ``merge`` writes the record ``benchmarks/results/paper_consistent.json``.
+
+``teachers`` helps choose the teacher on validation: it prints the
+validation errors of each net and of the ensembles of the first k nets (it
+reads no test label).
 
 ``omit3`` and ``only78`` are section 3's transfer experiments with consistent
 teaching: the student's transfer set lacks every 3 (omit3) or holds only the
@@ -105,8 +110,7 @@ def bias_shift(role, model, x_val, y_val, x_test, y_test):
 
 def run_role(args):
     """Train one role for every seed; its part of the record is rewritten after each seed."""
-    ds = nkdata.load("mnist", args.data_dir)
-    x, y, x_val, y_val = nkdata.split_validation(nkdata.to_float(ds.x_train), ds.y_train, args.val)
+    ds, (x, y, x_val, y_val) = validation_split(args)
     x, y = x[:args.limit], y[:args.limit]  # --limit: the first N fitting images (a quick look; tests)
     rows = transfer_rows(args.role, y)
     if rows is not None:
@@ -114,6 +118,7 @@ def run_role(args):
     x_test, y_test = nkdata.to_float(ds.x_test), ds.y_test
     teacher = [MLP.load(path) for path in args.teacher] if args.role in TEACHER_ROLES else None
     runs = Path(args.runs)
+    runs.mkdir(parents=True, exist_ok=True)
     part_path = runs / f"{args.role}.json"
     part = json.loads(part_path.read_text()) if part_path.is_file() else {"seeds": {}}
     r = recipe(args, len(x))
@@ -174,13 +179,31 @@ def read_parts(paths):
     return pooled
 
 
+def validation_split(args):
+    """The first 55,000 training images for fitting, the last ``--val`` (5,000) for validation, as float32."""
+    ds = nkdata.load("mnist", args.data_dir)
+    return ds, nkdata.split_validation(nkdata.to_float(ds.x_train), ds.y_train, args.val)
+
+
+def teachers(args):
+    """Validation errors of each --teacher net and of the ensembles of the first k of them (k = 2 .. n)."""
+    _, (_, _, x_val, y_val) = validation_split(args)
+    members = [MLP.load(path) for path in args.teacher]
+    for path, m in zip(args.teacher, members):
+        print(f"{evaluate_errors(m, x_val, y_val):5d} validation errors  {path}")
+    for k in range(2, len(members) + 1):
+        print(f"{evaluate_errors(members[:k], x_val, y_val):5d} validation errors  the ensemble of the first {k}")
+
+
 def merge(args):
     """The record: the teacher, and each role's test errors per seed with its settings and times."""
-    ds = nkdata.load("mnist", args.data_dir)
+    ds, (_, _, x_val, y_val) = validation_split(args)
     x_test = nkdata.to_float(ds.x_test)
     members = [MLP.load(path) for path in args.teacher]
     models = {"teacher": {"test_errors": [evaluate_errors(members, x_test, ds.y_test)],
                           "members_test_errors": [evaluate_errors(m, x_test, ds.y_test) for m in members],
+                          "val_errors": [evaluate_errors(members, x_val, y_val)],
+                          "members_val_errors": [evaluate_errors(m, x_val, y_val) for m in members],
                           "files": [os.path.abspath(p) for p in args.teacher],
                           "hidden": [m.sizes[1:-1] for m in members],
                           "ensemble": len(members)}}
@@ -218,9 +241,9 @@ def merge(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.paper_consistent", description=__doc__.split("\n")[0])
-    parser.add_argument("role", choices=(*ROLES, "merge"))
+    parser.add_argument("role", choices=(*ROLES, "teachers", "merge"))
     parser.add_argument("--teacher", nargs="+", metavar="PATH",
-                        help="teacher.npz files (distilled, omit3, only78, merge); several form an ensemble "
+                        help="teacher.npz files (distilled, omit3, only78, teachers, merge); several form an ensemble "
                              "(mean of their tempered probabilities)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--epochs", type=int, default=None, help="default: 150 for only78, else 100")
@@ -239,7 +262,7 @@ def main(argv=None):
                         help="(merge) the parts to merge, from any folders (default: those in --runs)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "paper_consistent.json"))
     args = parser.parse_args(argv)
-    if (args.role in TEACHER_ROLES or args.role == "merge") and not args.teacher:
+    if (args.role in (*TEACHER_ROLES, "teachers", "merge")) and not args.teacher:
         parser.error(f"{args.role} needs --teacher PATH")
     for flag in ("epochs", "limit"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
@@ -247,8 +270,7 @@ def main(argv=None):
     for path in args.teacher or ():
         if not os.path.isfile(path):
             parser.error(f"argument --teacher: no such file: {path}")
-    Path(args.runs).mkdir(parents=True, exist_ok=True)
-    merge(args) if args.role == "merge" else run_role(args)
+    {"merge": merge, "teachers": teachers}.get(args.role, run_role)(args)
 
 
 if __name__ == "__main__":

@@ -123,14 +123,33 @@ def test_paper_consistent_merge_pools_parts(teacher_file, mnist_dir, tmp_path):
     for seed, folder in ((1, "a"), (2, "b"), (2, "c")):
         paper_consistent.main(common + ["--seeds", str(seed), "--runs", str(tmp_path / folder)])
     out = tmp_path / "rec.json"
-    merge = ["merge", "--teacher", str(teacher_file), "--data-dir", str(mnist_dir), "--out", str(out), "--parts"]
+    merge = ["merge", "--teacher", str(teacher_file), "--val", "500", "--data-dir", str(mnist_dir), "--out", str(out),
+             "--parts"]
     paper_consistent.main(merge + [str(tmp_path / "a" / "baseline.json"), str(tmp_path / "b" / "baseline.json")])
     entry = json.loads(out.read_text())["models"]["baseline_jitter"]
     parts = [json.loads((tmp_path / f / "baseline.json").read_text()) for f in "ab"]
     assert entry["seeds"] == [1, 2]
+    teacher = json.loads(out.read_text())["models"]["teacher"]
+    ds = nk.data.load("mnist", mnist_dir)
+    assert teacher["val_errors"] == [nk.teacher.evaluate_errors(nk.MLP.load(teacher_file),
+                                                                nk.data.to_float(ds.x_train[-500:]), ds.y_train[-500:])]
     assert entry["test_errors"] == [parts[0]["seeds"]["1"]["test_errors"], parts[1]["seeds"]["2"]["test_errors"]]
     with pytest.raises(SystemExit, match=r"seeds \['2'\] are in an earlier baseline part"):
         paper_consistent.main(merge + [str(tmp_path / "b" / "baseline.json"), str(tmp_path / "c" / "baseline.json")])
     paper_consistent.main(common[:2] + ["16"] + common[3:] + ["--seeds", "3", "--runs", str(tmp_path / "d")])
     with pytest.raises(SystemExit, match="its recipe .* differs"):
         paper_consistent.main(merge + [str(tmp_path / "a" / "baseline.json"), str(tmp_path / "d" / "baseline.json")])
+
+
+def test_paper_consistent_teachers_reports_validation_errors(teacher_file, mnist_dir, tmp_path, capsys):
+    other = nk.MLP([784, 32, 10], seed=4)
+    other.save(tmp_path / "other.npz")
+    paper_consistent.main(["teachers", "--teacher", str(teacher_file), str(tmp_path / "other.npz"), "--val", "500",
+                           "--data-dir", str(mnist_dir), "--runs", str(tmp_path / "unused")])
+    ds = nk.data.load("mnist", mnist_dir)
+    x_val, y_val = nk.data.to_float(ds.x_train[-500:]), ds.y_train[-500:]
+    members = [nk.MLP.load(teacher_file), other]
+    lines = capsys.readouterr().out.splitlines()
+    expected = [nk.teacher.evaluate_errors(m, x_val, y_val) for m in members]
+    assert [int(line.split()[0]) for line in lines] == expected + [nk.teacher.evaluate_errors(members, x_val, y_val)]
+    assert lines[-1].endswith("the ensemble of the first 2") and not (tmp_path / "unused").exists()
