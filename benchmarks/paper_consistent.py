@@ -54,6 +54,7 @@ from benchmarks.paper_experiments import choose_shift, shifted_errors
 from benchmarks.paper_report import PAPER
 from nanokd import data as nkdata
 from nanokd.atomic import write_json_atomic
+from nanokd.backend import resolve_device, to_numpy
 from nanokd.mlp import MLP
 from nanokd.presets import PRESETS, build
 from nanokd.teacher import compute_teacher_logits, evaluate_errors
@@ -71,19 +72,17 @@ EPOCHS = {"only78": 150}  # only78's 11,000 images: paper_mnist's schedule of th
 SHIFT_GRID = np.arange(0, 20 + 1e-9, 0.25)  # paper_mnist's --shift-max / --shift-step defaults
 
 
-def recipe(args, n_images=None):
+def recipe(args, n_images, n_fit):
     """The paper preset's 2x800 student with jittered inputs and this run's schedule.
 
     The per-epoch lr decay is ``--lr-decay ** (n_images / n_fit)``: the flag's
-    factor per pass over the n_fit = 55,000 fitting images, so a smaller
+    factor per pass over the n_fit (55,000) fitting images, so a smaller
     transfer set anneals at the same pace per update (for the full set it is
     the flag's value itself).
     """
-    n_fit = 60000 - args.val
-    n = n_fit if n_images is None else n_images
     epochs = args.epochs or EPOCHS.get(args.role, 100)
     return dataclasses.replace(PRESETS["paper"]["student"], hidden=tuple(args.hidden), epochs=epochs, lr=args.lr,
-                               lr_decay=args.lr_decay ** (n / n_fit), jitter=args.jitter)
+                               lr_decay=args.lr_decay ** (n_images / n_fit), jitter=args.jitter)
 
 
 def transfer_rows(role, y):
@@ -98,7 +97,8 @@ def transfer_rows(role, y):
 def bias_shift(role, model, x_val, y_val, x_test, y_test):
     """Choose the bias shift of the transfer experiment's classes on validation; test errors before and after."""
     classes, sign = TRANSFER[role]
-    z_val, z_test = (compute_teacher_logits(model, x) for x in (x_val, x_test))  # any model's logits, float32
+    # any model's logits (float32), on the host for the shifts
+    z_val, z_test = (to_numpy(compute_teacher_logits(model, x)) for x in (x_val, x_test))
     shift, val_curve = choose_shift(z_val, y_val, classes, SHIFT_GRID, sign)
     before, per_class_before = shifted_errors(z_test, y_test, classes, 0.0)
     after, per_class_after = shifted_errors(z_test, y_test, classes, sign * shift)
@@ -111,22 +111,23 @@ def bias_shift(role, model, x_val, y_val, x_test, y_test):
 def run_role(args):
     """Train one role for every seed; its part of the record is rewritten after each seed."""
     ds, (x, y, x_val, y_val) = validation_split(args)
+    n_fit = len(x)  # the schedule's unit (see recipe), also under --limit
     x, y = x[:args.limit], y[:args.limit]  # --limit: the first N fitting images (a quick look; tests)
     rows = transfer_rows(args.role, y)
     if rows is not None:
         x, y = x[rows], y[rows]
     x_test, y_test = nkdata.to_float(ds.x_test), ds.y_test
-    teacher = [MLP.load(path) for path in args.teacher] if args.role in TEACHER_ROLES else None
+    teacher = [MLP.load(path, device=args.device) for path in args.teacher] if args.role in TEACHER_ROLES else None
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
     part_path = runs / f"{args.role}.json"
     part = json.loads(part_path.read_text()) if part_path.is_file() else {"seeds": {}}
-    r = recipe(args, len(x))
+    r = recipe(args, len(x), n_fit)
     for seed in args.seeds:
         if str(seed) in part["seeds"]:
             print(f"{args.role} seed {seed}: done already ({part['seeds'][str(seed)]['test_errors']} test errors)")
             continue
-        model, config = build(r, seed=seed, T=args.T, alpha=args.alpha)
+        model, config = build(r, seed=seed, device=args.device, T=args.T, alpha=args.alpha)
         t0 = time.perf_counter()
         history = train_model(model, x, y, config, teacher=teacher, x_val=x_val, y_val=y_val,
                               checkpoint_path=runs / f"{args.role}_seed{seed}.ckpt.npz", resume=True,
@@ -181,7 +182,7 @@ def read_parts(paths):
 
 def validation_split(args):
     """The first 55,000 training images for fitting, the last ``--val`` (5,000) for validation, as float32."""
-    ds = nkdata.load("mnist", args.data_dir)
+    ds = nkdata.load("mnist", args.data_dir, verify=not args.no_verify)
     return ds, nkdata.split_validation(nkdata.to_float(ds.x_train), ds.y_train, args.val)
 
 
@@ -231,7 +232,7 @@ def merge(args):
     rec = {"experiment": "consistent", "leaves_the_paper_setting": "jittered transfer set, teacher logits of the "
            "same jittered images (the paper distils on the untranslated set)", "date": now(),
            "command": command_line("benchmarks.paper_consistent"), "git_commit": STARTED_AT,
-           "data": {"train": 60000 - args.val, "val": args.val, "test": 10000}, "models": models}
+           "data": {"train": len(ds.y_train) - args.val, "val": args.val, "test": len(ds.y_test)}, "models": models}
     write_json_atomic(args.out, rec)
     for key, m in models.items():
         after = f", after the bias shift {m['test_errors_after']}" if "test_errors_after" in m else ""
@@ -257,11 +258,14 @@ def main(argv=None):
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--val", type=int, default=5000)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--no-verify", action="store_true", help="skip the checksums (for home-made test data)")
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     parser.add_argument("--runs", default="runs/consistent", help="folder for checkpoints, models and parts")
     parser.add_argument("--parts", nargs="+", metavar="ROLE.json",
                         help="(merge) the parts to merge, from any folders (default: those in --runs)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "paper_consistent.json"))
     args = parser.parse_args(argv)
+    args.device = resolve_device(args.device)
     if (args.role in (*TEACHER_ROLES, "teachers", "merge")) and not args.teacher:
         parser.error(f"{args.role} needs --teacher PATH")
     for flag in ("epochs", "limit"):

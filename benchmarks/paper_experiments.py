@@ -9,7 +9,8 @@ written, :mod:`benchmarks.paper_report`.  Here:
   its logits for the 60,000 training images, computed once: every student's
   soft targets are rows of that one array);
 * the experiments: :func:`run_table`, :func:`run_sweep`, :func:`run_transfer`
-  (omit3, only78), :func:`run_teacher_only` and :func:`run_all`.
+  (omit3, only78), :func:`run_consistent` (which leaves the paper's setting),
+  :func:`run_teacher_only` and :func:`run_all`.
 
 Everything is built on the library: :func:`nanokd.train.train_model` trains
 every network (there is no second training loop here),
@@ -48,7 +49,7 @@ from nanokd.presets import PRESETS
 from nanokd.teacher import compute_teacher_logits, evaluate_errors
 from nanokd.trainer import train_model
 
-EXPERIMENTS = ("table", "sweep", "omit3", "only78")  # longest first (see run_all)
+EXPERIMENTS = ("consistent", "table", "sweep", "omit3", "only78")  # longest first (see run_all)
 SWEEP_T = (1.0, 2.0, 2.5, 3.0, 4.0, 5.0, 8.0, 10.0, 20.0)
 
 
@@ -389,6 +390,32 @@ def run_transfer(ctx, experiment):
     return rec
 
 
+def run_consistent(ctx):
+    """Consistent teaching, which leaves the paper's setting: :mod:`benchmarks.paper_consistent`, run whole.
+
+    Its own teacher, an ensemble of ``--consistent-members`` jittered nets of
+    the students' shape (hard labels, seeds 101, 102, ...: no student seed
+    starts from a member's initial weights), teaches ``--seeds`` students on
+    its logits of the very shifted images they see; the record
+    ``paper_consistent.json`` goes to ``--out``, the nets to
+    ``--consistent-runs``.  The paper's teacher plays no part.
+    """
+    from benchmarks import paper_consistent  # here, not at the top: paper_consistent imports this module
+
+    args = ctx.args
+    runs = Path(args.consistent_runs)
+    members = [str(100 + k) for k in range(1, args.consistent_members + 1)]
+    common = ["--val", str(args.val), "--device", ctx.device, "--runs", str(runs), "--epochs",
+              str(args.consistent_epochs), "--hidden", *map(str, args.student_hidden), "--T", str(args.T),
+              "--alpha", str(args.alpha), *(["--data-dir", args.data_dir] if args.data_dir else []),
+              *(["--no-verify"] if args.no_verify else [])]
+    paper_consistent.main(["baseline", "--seeds", *members, *common])
+    teacher = [str(runs / f"baseline_seed{seed}.npz") for seed in members]
+    paper_consistent.main(["distilled", "--teacher", *teacher, "--seeds", *map(str, args.seeds), *common])
+    paper_consistent.main(["merge", "--teacher", *teacher, "--out", str(Path(args.out) / "paper_consistent.json"),
+                           *common])
+
+
 def run_teacher_only(ctx):
     t0 = time.perf_counter()
     ctx.get_teacher()
@@ -399,7 +426,8 @@ def run_teacher_only(ctx):
 
 
 EXPERIMENT_FNS = {"table": run_table, "sweep": run_sweep,
-                  "omit3": lambda c: run_transfer(c, "omit3"), "only78": lambda c: run_transfer(c, "only78")}
+                  "omit3": lambda c: run_transfer(c, "omit3"), "only78": lambda c: run_transfer(c, "only78"),
+                  "consistent": run_consistent}
 
 
 def _worker(ctx, todo, done):

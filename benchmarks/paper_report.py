@@ -220,4 +220,18 @@ def report(folder):
             what = f"transfer set of only 7s and 8s ({e['transfer_set_size']} images): test error"
         out += [f"**{name}** ({r['device']}, {r['date']}, commit {r['git_commit']}, seeds {r['seeds']}, "
                 f"{r['wall_seconds'] / 60:.1f} min{_teacher_note(r)}): {what}", "", _md_table(head, rows), ""]
+    con = load("consistent")
+    if con:
+        m = con["models"]
+        t = m["teacher"]
+        rows = [_md_row(f"teacher: ensemble of {t['ensemble']} jittered nets", PAPER["teacher"], t["test_errors"])]
+        if "baseline_jitter" in m:
+            rows.append(_md_row("one of them: hard labels, jittered", PAPER["baseline"],
+                                m["baseline_jitter"]["test_errors"]))
+        if "distilled_consistent" in m:
+            d = m["distilled_consistent"]
+            rows.append(_md_row(f"consistent student, T = {d['settings']['T']:g}", PAPER["distilled"],
+                                d["test_errors"]))
+        out += [f"**consistent** (leaves the paper's setting; {con['date']}, commit {con['git_commit']}): "
+                "test errors of 10,000", "", _md_table(head, rows), ""]
     return "\n".join(out)

@@ -36,7 +36,8 @@ def write_tiny_mnist(folder, n_train=400, n_test=150, seed=0):
 TINY = ["--no-verify", "--val", "100", "--teacher-hidden", "40", "40", "--teacher-epochs", "2",
         "--student-hidden", "20", "20", "--student-epochs", "2", "--sweep-T", "1", "4",
         "--sweep-epochs-300", "1", "--sweep-epochs-30", "1", "--omit3-epochs", "1", "--only78-epochs", "1",
-        "--shift-max", "4", "--shift-step", "1", "--quiet", "--no-plot"]
+        "--shift-max", "4", "--shift-step", "1", "--consistent-members", "2", "--consistent-epochs", "1", "--quiet",
+        "--no-plot"]
 
 
 def table_teacher_errors(out):
@@ -46,7 +47,7 @@ def table_teacher_errors(out):
 def test_all_then_reuse_the_teacher(tmp_path, capsys):
     data = write_tiny_mnist(tmp_path / "mnist")
     out, teacher = tmp_path / "results", tmp_path / "teacher.npz"
-    common = ["--data-dir", str(data), "--out", str(out), *TINY]
+    common = ["--data-dir", str(data), "--out", str(out), "--consistent-runs", str(tmp_path / "consistent"), *TINY]
 
     assert paper_mnist.main(["all", "--seeds", "1", "2", "--save-teacher", str(teacher), *common]) == 0
     assert teacher.is_file() and teacher.with_suffix(".json").is_file()
@@ -66,6 +67,11 @@ def test_all_then_reuse_the_teacher(tmp_path, capsys):
     assert sweep["models"]["30x30_hard"]["T"] is None and len(sweep["models"]["30x30_hard"]["test_errors"]) == 2
     omit3 = json.loads((out / "paper_omit3.json").read_text())["models"]["student"]
     assert omit3["shift"][0] in omit3["shift_grid"]
+    consistent = json.loads((out / "paper_consistent.json").read_text())["models"]  # its own teacher: two nets
+    assert consistent["teacher"]["ensemble"] == 2 and consistent["baseline_jitter"]["seeds"] == [101, 102]
+    assert consistent["distilled_consistent"]["seeds"] == [1, 2]
+    assert consistent["distilled_consistent"]["settings"]["recipe"]["jitter"] == 2
+    assert consistent["teacher"]["members_test_errors"] == consistent["baseline_jitter"]["test_errors"]
     printed = capsys.readouterr().out
     assert "paper" in printed and "difference" in printed
 
@@ -74,6 +80,7 @@ def test_all_then_reuse_the_teacher(tmp_path, capsys):
     md = capsys.readouterr().out
     assert "**table**" in md and "| units per layer | hard labels | T = 1 | T = 4 |" in md and "**only78**" in md
     assert md.count(f", teacher {table_teacher_errors(out)[0]} errors)") == 4  # each header names the teacher
+    assert "**consistent** (leaves the paper's setting" in md and "| teacher: ensemble of 2 jittered nets |" in md
 
     # a saved teacher is loaded, not retrained, and gives the same test errors
     assert paper_mnist.main(["omit3", "--teacher", str(teacher), *common]) == 0
@@ -154,12 +161,14 @@ def test_all_in_two_processes_writes_the_same_records(tmp_path, capsys):
     assert paper_mnist.main(["teacher", "--save-teacher", str(teacher), "--out", str(tmp_path / "t"), *common]) == 0
     for jobs in ("1", "2"):
         assert paper_mnist.main(["all", "--jobs", jobs, "--teacher", str(teacher), "--out", str(tmp_path / jobs),
+                                 "--consistent-runs", str(tmp_path / f"consistent{jobs}"),
                                  *common]) == 0
-    for name in ("table", "sweep", "omit3", "only78"):
+    for name in ("table", "sweep", "omit3", "only78", "consistent"):
         one, two = (json.loads((tmp_path / jobs / f"paper_{name}.json").read_text())["models"] for jobs in "12")
         assert {k: v["test_errors"] for k, v in one.items()} == {k: v["test_errors"] for k, v in two.items()}
     rec = json.loads((tmp_path / "2" / "paper_all.json").read_text())
-    assert rec["jobs"] == 2 and set(rec["phase_seconds"]) >= {"teacher", "table", "sweep", "omit3", "only78"}
+    assert rec["jobs"] == 2
+    assert set(rec["phase_seconds"]) >= {"teacher", "table", "sweep", "omit3", "only78", "consistent"}
     with pytest.raises(SystemExit) as e:
         paper_mnist.main(["all", "--jobs", "0", *common])
     assert e.value.code == 2 and "argument --jobs: must be >= 1" in capsys.readouterr().err
@@ -173,7 +182,7 @@ def test_all_in_two_processes_stops_when_a_worker_fails(tmp_path, monkeypatch):
 
     monkeypatch.setitem(paper_experiments.EXPERIMENT_FNS, "omit3", broken)
     with pytest.raises(SystemExit, match="a worker failed"):
-        paper_mnist.main(["all", "--jobs", "2", "--skip", "table", "sweep", "--data-dir", str(data),
+        paper_mnist.main(["all", "--jobs", "2", "--skip", "table", "sweep", "consistent", "--data-dir", str(data),
                           "--out", str(tmp_path / "out"), "--save-teacher", "", *TINY])
     assert not (tmp_path / "out" / "paper_all.json").exists()
 
