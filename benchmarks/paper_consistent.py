@@ -189,11 +189,19 @@ def validation_split(args):
 def teachers(args):
     """Validation errors of each --teacher net and of the ensembles of the first k of them (k = 2 .. n)."""
     _, (_, _, x_val, y_val) = validation_split(args)
-    members = [MLP.load(path) for path in args.teacher]
-    for path, m in zip(args.teacher, members):
-        print(f"{evaluate_errors(m, x_val, y_val):5d} validation errors  {path}")
-    for k in range(2, len(members) + 1):
-        print(f"{evaluate_errors(members[:k], x_val, y_val):5d} validation errors  the ensemble of the first {k}")
+    members = [MLP.load(path, device=args.device) for path in args.teacher]
+    rec = {"files": [os.path.abspath(p) for p in args.teacher], "hidden": [m.sizes[1:-1] for m in members],
+           "members_val_errors": [evaluate_errors(m, x_val, y_val) for m in members],
+           "ensemble_val_errors": {k: evaluate_errors(members[:k], x_val, y_val) for k in range(2, len(members) + 1)}}
+    for path, errors in zip(args.teacher, rec["members_val_errors"]):
+        print(f"{errors:5d} validation errors  {path}")
+    for k, errors in rec["ensemble_val_errors"].items():
+        print(f"{errors:5d} validation errors  the ensemble of the first {k}")
+    if args.json:
+        rec.update(val=args.val, command=command_line("benchmarks.paper_consistent"), git_commit=STARTED_AT,
+                   date=now())
+        write_json_atomic(args.json, rec)
+        print(f"wrote {args.json}")
 
 
 def merge(args):
@@ -263,6 +271,7 @@ def main(argv=None):
     parser.add_argument("--runs", default="runs/consistent", help="folder for checkpoints, models and parts")
     parser.add_argument("--parts", nargs="+", metavar="ROLE.json",
                         help="(merge) the parts to merge, from any folders (default: those in --runs)")
+    parser.add_argument("--json", metavar="PATH", help="(teachers) also write what it prints to this JSON record")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "paper_consistent.json"))
     args = parser.parse_args(argv)
     args.device = resolve_device(args.device)

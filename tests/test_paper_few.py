@@ -145,11 +145,15 @@ def test_paper_consistent_teachers_reports_validation_errors(teacher_file, mnist
     other = nk.MLP([784, 32, 10], seed=4)
     other.save(tmp_path / "other.npz")
     paper_consistent.main(["teachers", "--teacher", str(teacher_file), str(tmp_path / "other.npz"), "--val", "500",
-                           "--data-dir", str(mnist_dir), "--runs", str(tmp_path / "unused")])
+                           "--data-dir", str(mnist_dir), "--runs", str(tmp_path / "unused"), "--json",
+                           str(tmp_path / "choice.json")])
     ds = nk.data.load("mnist", mnist_dir)
     x_val, y_val = nk.data.to_float(ds.x_train[-500:]), ds.y_train[-500:]
     members = [nk.MLP.load(teacher_file), other]
     lines = capsys.readouterr().out.splitlines()
+    assert lines.pop() == f"wrote {tmp_path / 'choice.json'}"
     expected = [nk.teacher.evaluate_errors(m, x_val, y_val) for m in members]
     assert [int(line.split()[0]) for line in lines] == expected + [nk.teacher.evaluate_errors(members, x_val, y_val)]
     assert lines[-1].endswith("the ensemble of the first 2") and not (tmp_path / "unused").exists()
+    rec = json.loads((tmp_path / "choice.json").read_text())
+    assert rec["members_val_errors"] == expected and rec["ensemble_val_errors"] == {"2": int(lines[-1].split()[0])}
