@@ -236,7 +236,8 @@ def merge(args):
                       "errors_per_class"):
                 entry[k] = [part["seeds"][s][k] for s in seeds]
             entry["paper"] = PAPER[role]
-        models[ROLES[role]] = entry
+        untranslated = role in TEACHER_ROLES and not part["recipe"]["jitter"]  # a control: the paper's transfer set
+        models[ROLES[role].replace("_consistent", "_untranslated") if untranslated else ROLES[role]] = entry
     rec = {"experiment": "consistent", "leaves_the_paper_setting": "jittered transfer set, teacher logits of the "
            "same jittered images (the paper distils on the untranslated set)", "date": now(),
            "command": command_line("benchmarks.paper_consistent"), "git_commit": STARTED_AT,

@@ -136,6 +136,13 @@ def test_paper_consistent_merge_pools_parts(teacher_file, mnist_dir, tmp_path):
     assert entry["test_errors"] == [parts[0]["seeds"]["1"]["test_errors"], parts[1]["seeds"]["2"]["test_errors"]]
     with pytest.raises(SystemExit, match=r"seeds \['2'\] are in an earlier baseline part"):
         paper_consistent.main(merge + [str(tmp_path / "b" / "baseline.json"), str(tmp_path / "c" / "baseline.json")])
+    # a distilled control on the paper's untranslated transfer set (--jitter 0) is recorded as such
+    paper_consistent.main(["distilled", "--teacher", str(teacher_file), *common[1:], "--seeds", "4", "--jitter", "0",
+                           "--runs", str(tmp_path / "e")])
+    paper_consistent.main(merge + [str(tmp_path / "e" / "distilled.json")])
+    models = json.loads(out.read_text())["models"]
+    assert set(models) == {"teacher", "distilled_untranslated"}
+    assert models["distilled_untranslated"]["settings"]["recipe"]["jitter"] == 0
     paper_consistent.main(common[:2] + ["16"] + common[3:] + ["--seeds", "3", "--runs", str(tmp_path / "d")])
     with pytest.raises(SystemExit, match="its recipe .* differs"):
         paper_consistent.main(merge + [str(tmp_path / "a" / "baseline.json"), str(tmp_path / "d" / "baseline.json")])
