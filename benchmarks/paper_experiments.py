@@ -406,7 +406,7 @@ def run_consistent(ctx):
     runs = Path(args.consistent_runs)
     members = [str(100 + k) for k in range(1, args.consistent_members + 1)]
     common = ["--val", str(args.val), "--device", ctx.device, "--runs", str(runs), "--epochs",
-              str(args.consistent_epochs), "--hidden", *map(str, args.student_hidden), "--T", str(args.T),
+              str(args.consistent_epochs), "--hidden", *map(str, args.student_hidden), "--T", str(args.consistent_T),
               "--alpha", str(args.alpha), *(["--data-dir", args.data_dir] if args.data_dir else []),
               *(["--no-verify"] if args.no_verify else [])]
     paper_consistent.main(["baseline", "--seeds", *members, *common])

@@ -109,6 +109,8 @@ def build_parser():
                    help="consistent: jittered nets of the students' shape in the teaching ensemble (5: 72 test errors, "
                         "chosen on validation, RESULTS.md)")
     s.add_argument("--consistent-epochs", type=int, default=100, help="consistent: epochs of members and students")
+    s.add_argument("--consistent-T", type=float, default=8.0,
+                   help="consistent: the students' temperature (8: chosen on validation, RESULTS.md)")
     s.add_argument("--consistent-runs", default=str(REPO / "runs" / "paper_mnist" / "consistent"),
                    help="consistent: folder of its nets, checkpoints and parts (an interrupted run resumes there)")
     s.add_argument("--shift-max", type=float, default=20.0, help="bias-shift grid: 0 .. this")
@@ -125,6 +127,7 @@ def check_args(args, parser):
     need(all(s >= 0 for s in args.seeds) and len(set(args.seeds)) == len(args.seeds), "--seeds",
          "distinct integers >= 0", args.seeds)
     need(args.T > 0, "--T", "> 0", args.T)
+    need(args.consistent_T > 0, "--consistent-T", "> 0", args.consistent_T)
     need(0 <= args.alpha <= 1, "--alpha", "in [0, 1]", args.alpha)
     need(args.hard_alpha <= 1, "--hard-alpha", "in [0, 1] (or negative: skip that student)", args.hard_alpha)
     need(all(T > 0 for T in args.sweep_T) and len(set(args.sweep_T)) == len(args.sweep_T), "--sweep-T",

@@ -71,6 +71,7 @@ def test_all_then_reuse_the_teacher(tmp_path, capsys):
     assert consistent["teacher"]["ensemble"] == 2 and consistent["baseline_jitter"]["seeds"] == [101, 102]
     assert consistent["distilled_consistent"]["seeds"] == [1, 2]
     assert consistent["distilled_consistent"]["settings"]["recipe"]["jitter"] == 2
+    assert consistent["distilled_consistent"]["settings"]["T"] == 8.0  # --consistent-T, chosen on validation
     assert consistent["teacher"]["members_test_errors"] == consistent["baseline_jitter"]["test_errors"]
     printed = capsys.readouterr().out
     assert "paper" in printed and "difference" in printed
