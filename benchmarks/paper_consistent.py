@@ -123,6 +123,11 @@ def run_role(args):
     part_path = runs / f"{args.role}.json"
     part = json.loads(part_path.read_text()) if part_path.is_file() else {"seeds": {}}
     r = recipe(args, len(x), n_fit)
+    settings = {"recipe": json.loads(json.dumps(dataclasses.asdict(r))), "T": args.T if teacher else None,
+                "alpha": args.alpha if teacher else None}
+    if part["seeds"] and any(part.get(k) != v for k, v in settings.items()):  # its seeds would pass as this run's
+        raise SystemExit(f"{part_path} holds {args.role} runs of other settings (recipe, T or alpha): "
+                         f"use another --runs folder")
     for seed in args.seeds:
         if str(seed) in part["seeds"]:
             print(f"{args.role} seed {seed}: done already ({part['seeds'][str(seed)]['test_errors']} test errors)")
@@ -142,8 +147,7 @@ def run_role(args):
             shifted = bias_shift(args.role, model, x_val, y_val, x_test, y_test)
             assert shifted["test_errors"] == part["seeds"][str(seed)]["test_errors"]
             part["seeds"][str(seed)].update(shifted)
-        part.update(recipe=dataclasses.asdict(r), transfer_set_size=len(x), T=args.T if teacher else None,
-                    alpha=args.alpha if teacher else None, git_commit=STARTED_AT, machine=machine(),
+        part.update(settings, transfer_set_size=len(x), git_commit=STARTED_AT, machine=machine(),
                     command=command_line("benchmarks.paper_consistent"), date=now())
         write_json_atomic(part_path, part)
         done = part["seeds"][str(seed)]
@@ -208,7 +212,7 @@ def merge(args):
     """The record: the teacher, and each role's test errors per seed with its settings and times."""
     ds, (_, _, x_val, y_val) = validation_split(args)
     x_test = nkdata.to_float(ds.x_test)
-    members = [MLP.load(path) for path in args.teacher]
+    members = [MLP.load(path, device=args.device) for path in args.teacher]
     models = {"teacher": {"test_errors": [evaluate_errors(members, x_test, ds.y_test)],
                           "members_test_errors": [evaluate_errors(m, x_test, ds.y_test) for m in members],
                           "val_errors": [evaluate_errors(members, x_val, y_val)],
@@ -238,8 +242,9 @@ def merge(args):
             entry["paper"] = PAPER[role]
         untranslated = role in TEACHER_ROLES and not part["recipe"]["jitter"]  # a control: the paper's transfer set
         models[ROLES[role].replace("_consistent", "_untranslated") if untranslated else ROLES[role]] = entry
-    rec = {"experiment": "consistent", "leaves_the_paper_setting": "jittered transfer set, teacher logits of the "
-           "same jittered images (the paper distils on the untranslated set)", "date": now(),
+    rec = {"experiment": "consistent", "leaves_the_paper_setting": "*_consistent and baseline_jitter: jittered "
+           "transfer set, teacher logits of the same jittered images (the paper distils on the untranslated set); "
+           "*_untranslated: controls on the untranslated set", "date": now(),
            "command": command_line("benchmarks.paper_consistent"), "git_commit": STARTED_AT,
            "data": {"train": len(ds.y_train) - args.val, "val": args.val, "test": len(ds.y_test)}, "models": models}
     write_json_atomic(args.out, rec)

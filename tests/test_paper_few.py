@@ -134,6 +134,8 @@ def test_paper_consistent_merge_pools_parts(teacher_file, mnist_dir, tmp_path):
     assert teacher["val_errors"] == [nk.teacher.evaluate_errors(nk.MLP.load(teacher_file),
                                                                 nk.data.to_float(ds.x_train[-500:]), ds.y_train[-500:])]
     assert entry["test_errors"] == [parts[0]["seeds"]["1"]["test_errors"], parts[1]["seeds"]["2"]["test_errors"]]
+    with pytest.raises(SystemExit, match="holds baseline runs of other settings"):  # not passed off as this run's
+        paper_consistent.main(common[:2] + ["16"] + common[3:] + ["--seeds", "1", "--runs", str(tmp_path / "a")])
     with pytest.raises(SystemExit, match=r"seeds \['2'\] are in an earlier baseline part"):
         paper_consistent.main(merge + [str(tmp_path / "b" / "baseline.json"), str(tmp_path / "c" / "baseline.json")])
     # a distilled control on the paper's untranslated transfer set (--jitter 0) is recorded as such
