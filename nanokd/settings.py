@@ -194,7 +194,8 @@ def _check_recipe(recipe, role, source):
         raise FlagError(f"{where}: key {_quoted(missing)} is missing")
     hidden = recipe["hidden"]
     if not isinstance(hidden, (list, tuple)) or not hidden or not all(POS_INT.accepts(h) for h in hidden):
-        raise FlagError(f"{name_of('hidden', role, source)}: must be a non-empty list of widths, XX")
+        raise FlagError(f"{name_of('hidden', role, source)}: must be a non-empty list of widths (integers >= 1), "
+                        f"got {_shown(hidden)}")
     for field, rule in RECIPE_RULES.items():
         if field != "hidden":
             _check_value(recipe[field], rule, name_of(field, role, source))
