@@ -82,7 +82,15 @@ def recipe(args, n_images, n_fit):
     """
     epochs = args.epochs or EPOCHS.get(args.role, 100)
     return dataclasses.replace(PRESETS["paper"]["student"], hidden=tuple(args.hidden), epochs=epochs, lr=args.lr,
-                               lr_decay=args.lr_decay ** (n_images / n_fit), jitter=args.jitter)
+                               lr_decay=args.lr_decay ** (n_images / n_fit), jitter=args.jitter,
+                               elastic=args.elastic)
+
+
+def part_settings(part):
+    """A part's recipe, T and alpha, as this version records them (parts written before ``elastic`` existed
+    trained without it)."""
+    return {"recipe": {**part.get("recipe", {}), "elastic": part.get("recipe", {}).get("elastic", 0.0)},
+            "T": part.get("T"), "alpha": part.get("alpha")}
 
 
 def transfer_rows(role, y):
@@ -125,7 +133,7 @@ def run_role(args):
     r = recipe(args, len(x), n_fit)
     settings = {"recipe": json.loads(json.dumps(dataclasses.asdict(r))), "T": args.T if teacher else None,
                 "alpha": args.alpha if teacher else None}
-    if part["seeds"] and any(part.get(k) != v for k, v in settings.items()):  # its seeds would pass as this run's
+    if part["seeds"] and part_settings(part) != settings:  # its seeds would pass as this run's
         raise SystemExit(f"{part_path} holds {args.role} runs of other settings (recipe, T or alpha): "
                          f"use another --runs folder")
     for seed in args.seeds:
@@ -169,6 +177,7 @@ def read_parts(paths):
         if role not in ROLES:
             raise SystemExit(f"{path}: a part is named <role>.json, role one of {', '.join(ROLES)}")
         part = json.loads(Path(path).read_text())
+        part.update(part_settings(part))
         if role not in pooled:
             pooled[role] = dict(part, seeds={}, sources=[])
         first = pooled[role]
@@ -268,6 +277,9 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--lr-decay", type=float, default=0.97)
     parser.add_argument("--jitter", type=int, default=2)
+    parser.add_argument("--elastic", type=float, default=0.0, metavar="A",
+                        help="also bend the images by elastic distortions of scale A pixels (nanokd.elastic; "
+                             "Simard et al.'s 34), after the jitter; 0: off")
     parser.add_argument("--T", type=float, default=20.0)
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--val", type=int, default=5000)
@@ -286,6 +298,8 @@ def main(argv=None):
     for flag in ("epochs", "limit"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"argument --{flag}: must be >= 1, got {getattr(args, flag)}")
+    if not (0 <= args.elastic < float("inf")):
+        parser.error(f"argument --elastic: must be a number >= 0, got {args.elastic}")
     for path in args.teacher or ():
         if not os.path.isfile(path):
             parser.error(f"argument --teacher: no such file: {path}")

@@ -244,16 +244,18 @@ def _student_data(settings, data, log, source):
 
 
 def _check_jitter(settings, image_size):
-    """Jitter shifts square images only: a FlagError naming the flag when a role to train has it on other images."""
+    """Jitter and distortions need square images: a FlagError naming the flag when a role to train has them on
+    other images (or a jitter as wide as the images)."""
     h, w = image_size
-    roles = [r for r in ("teacher", "student") if settings[r]["jitter"]]
+    roles = [r for r in ("teacher", "student") if settings[r]["jitter"] or settings[r]["elastic"]]
     if settings["teacher_files"] or settings["role"] == "student":
         roles = [r for r in roles if r != "teacher"]
     if settings["role"] == "teacher":
         roles = [r for r in roles if r != "student"]
     if roles and h != w:
-        raise FlagError(f"argument --{roles[0]}-jitter / --jitter: jitter needs square images, but the images of "
-                        f"{settings['data_dir'] or settings['dataset']} are {h}x{w}; pass --jitter 0")
+        flag = "jitter" if settings[roles[0]]["jitter"] else "elastic"
+        raise FlagError(f"argument --{roles[0]}-{flag} / --{flag}: {flag} needs square images, but the images of "
+                        f"{settings['data_dir'] or settings['dataset']} are {h}x{w}; pass --{flag} 0")
     side = h
     for r in roles:
         if settings[r]["jitter"] >= side:
@@ -307,7 +309,8 @@ def _jobs(settings, n_in, n_classes, device, teachers, source):
         model, config = build(recipes[r], n_in=n_in, n_classes=n_classes, seed=s, device=device,
                               **(dict(T=settings["T"], alpha=settings["alpha"]) if distil else {}))
         if key == "teacher":
-            title = f"teacher (jitter {recipes['teacher'].jitter})"
+            title = f"teacher (jitter {recipes['teacher'].jitter}" + (
+                f", elastic {recipes['teacher'].elastic:g})" if recipes["teacher"].elastic else ")")
         elif not distil:
             title = "baseline student (hard labels)"
         else:

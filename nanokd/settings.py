@@ -75,6 +75,7 @@ RECIPE_RULES = {
     "dropout_hidden": UNIT_OPEN,
     "max_norm": NONNEG_FLOAT,
     "jitter": JITTER,
+    "elastic": NONNEG_FLOAT,
 }
 assert tuple(RECIPE_RULES) == tuple(f.name for f in dataclasses.fields(Recipe)), "a Recipe field without a rule"
 
@@ -92,6 +93,8 @@ KEYS = ("role", "preset", "dataset", "data_dir", "val", "train_subset", "subset_
 #: Keys added after config.json was first written, with the value that means what a run without them did:
 #: a config.json of an earlier version lacks them, and :func:`with_defaults` fills them in for --resume.
 LATER_KEYS = {"train_subset": 0, "subset_seed": 0}
+#: The same for the keys of each role's recipe.
+LATER_RECIPE_KEYS = {"elastic": 0.0}
 
 #: Keys whose flag is not simply --KEY.
 FLAG_NAMES = {"data_dir": "--data-dir", "verify": "--no-verify", "teacher_files": "--teacher"}
@@ -100,12 +103,16 @@ FLAG_NAMES = {"data_dir": "--data-dir", "verify": "--no-verify", "teacher_files"
 def with_defaults(settings):
     """``settings`` read from a config.json, with the :data:`LATER_KEYS` it lacks filled in (a new dict).
 
-    >>> with_defaults({"val": 10000})
-    {'val': 10000, 'train_subset': 0, 'subset_seed': 0}
+    >>> with_defaults({"val": 10000, "teacher": {"epochs": 8}})
+    {'val': 10000, 'teacher': {'epochs': 8, 'elastic': 0.0}, 'train_subset': 0, 'subset_seed': 0}
     """
     if not isinstance(settings, dict):
         return settings  # check_settings says what is wrong with it
-    return {**settings, **{k: v for k, v in LATER_KEYS.items() if k not in settings}}
+    out = {**settings, **{k: v for k, v in LATER_KEYS.items() if k not in settings}}
+    for role in ("teacher", "student"):
+        if isinstance(out.get(role), dict):
+            out[role] = {**out[role], **{k: v for k, v in LATER_RECIPE_KEYS.items() if k not in out[role]}}
+    return out
 
 
 def name_of(key, role=None, source=None):

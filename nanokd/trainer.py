@@ -6,7 +6,7 @@ labels; with one it is the distillation loss
 
     alpha T^2 KL(p || q) + (1 - alpha) CE(z, y),   q = softmax(z/T), p = softmax(v/T),
 
-where v are the teacher's logits for the same (possibly jittered) inputs.
+where v are the teacher's logits for the same (possibly jittered or distorted) inputs.
 So :func:`train_model` is written once and takes the teacher as an option.
 One step of it, on a batch (x, y), is :func:`train_step`:
 
@@ -16,7 +16,7 @@ One step of it, on a batch (x, y), is :func:`train_step`:
     optimizer.step(grads)                     # SGD with momentum
     model.apply_max_norm()                    # projection, if the model has max-norm
 
-Everything random in an epoch (the shuffle, the jitter, the dropout masks) is
+Everything random in an epoch (the shuffle, the jitter and elastic distortions, the dropout masks) is
 drawn from generators seeded from ``(seed, epoch)`` at the start of the epoch
 (:func:`epoch_seeds`).  So the state of a run between two epochs is only the
 weights, the optimizer's state and the epoch number: that is what a
@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from . import fused
 from .backend import default_rng, get_array_module
 from .checkpoint import CheckpointError, fingerprint, load_checkpoint, save_checkpoint, signature
+from .elastic import SIGMA, distort
 from .jitter import draw_shifts, image_side, shift_images
 from .losses import cross_entropy_and_grad, distillation_loss_and_grad
 from .mlp import MLP
@@ -81,11 +82,16 @@ class TrainConfig:
         epoch (:func:`nanokd.jitter.jitter`); 0 for none, else less than the image side
         (at most 27 for MNIST).  x must then be square images (784 = 28 x 28 inputs
         for MNIST).
+    elastic, elastic_sigma : float
+        Bend every training image by an elastic distortion of scale ``elastic``
+        and smoothness ``elastic_sigma`` pixels, freshly each epoch, after the
+        jitter (:func:`nanokd.elastic.distort`; Simard et al.'s 34 and 4 for
+        28 x 28 digits); ``elastic=0`` for none.  Square images, as for jitter.
     T, alpha : float
         Temperature and the weight of the soft term (1 = soft targets only);
         used only with a teacher.  T^2 must be finite (it scales the loss).
     seed : int >= 0
-        Seeds the shuffle, jitter and dropout of every epoch (with the epoch number).
+        Seeds the shuffle, jitter, distortions and dropout of every epoch (with the epoch number).
     """
 
     epochs: int
@@ -96,6 +102,8 @@ class TrainConfig:
     momentum_start: float = None
     momentum_ramp: int = 0
     jitter: int = 0
+    elastic: float = 0.0
+    elastic_sigma: float = SIGMA
     T: float = 1.0
     alpha: float = 1.0
     seed: int = 0
@@ -110,6 +118,8 @@ class TrainConfig:
             _check_real("momentum_start", self.momentum_start, 0, 1, high_open=True)
         _check_int("momentum_ramp", self.momentum_ramp, 0)
         _check_int("jitter", self.jitter, 0)
+        _check_real("elastic", self.elastic, 0, math.inf, high_open=True)
+        _check_real("elastic_sigma", self.elastic_sigma, 0, math.inf, low_open=True, high_open=True)
         _check_real("T", self.T, 0, math.inf, low_open=True, high_open=True)
         if not math.isfinite(float(self.T) * float(self.T)):  # the soft term of the loss is multiplied by T^2
             raise ValueError(f"T^2 must be finite (the soft term of the loss is multiplied by it), "
@@ -119,6 +129,8 @@ class TrainConfig:
         # plain floats: a NumPy float64 scalar would turn float32 arithmetic into float64
         object.__setattr__(self, "T", float(self.T))
         object.__setattr__(self, "alpha", float(self.alpha))
+        object.__setattr__(self, "elastic", float(self.elastic))
+        object.__setattr__(self, "elastic_sigma", float(self.elastic_sigma))
 
     def momentum_at(self, epoch):
         """The momentum of epoch ``epoch`` (from 0)."""
@@ -197,11 +209,13 @@ def train_model(model, x, y, config=None, *, teacher=None, teacher_logits=None, 
     teacher : MLP or list of MLP, optional
         Distil from this teacher (or from the mean of an ensemble's soft
         targets).  Without jitter its logits for x are computed once and cached;
-        with jitter they are recomputed for every jittered batch, so that they
-        are the teacher's logits of the very images the student sees.
+        with jitter they are looked up in a table of every shifted view (or
+        recomputed for every batch, when the table would be too big), and with
+        elastic distortions recomputed for every batch, so that they are the
+        teacher's logits of the very images the student sees.
     teacher_logits : (N, C) array, optional
         Precomputed logits v of the teacher for x (exclusive with ``teacher``;
-        not allowed with jitter, since they would not follow the shifted images).
+        not allowed with jitter or distortions, since they would not follow the images).
     x_val, y_val : arrays, optional
         Validation set: its error count is logged after every epoch.
     optimizer : optional
@@ -360,8 +374,8 @@ class _Run:
         self.n = self.x.shape[0]
         if self.n == 0:
             raise ValueError("x is empty: nothing to train on")
-        if config.jitter:
-            side = image_side(model.sizes[0])  # jitter shifts square images: ValueError unless they are
+        if config.jitter or config.elastic:
+            side = image_side(model.sizes[0])  # jitter and distortions need square images: ValueError unless
             if config.jitter >= side:
                 raise ValueError(f"jitter must be less than the image side {side}, got {config.jitter}")
         if (x_val is None) != (y_val is None):
@@ -391,14 +405,17 @@ class _Run:
                              f"term of the loss, overflows {model.dtype} (T must be at most "
                              f"{float(np.sqrt(np.finfo(model.dtype).max)):.3g})")
         if teacher_logits is not None:
-            if config.jitter:
-                raise ValueError("teacher_logits cannot be used with jitter: pass teacher= to recompute them per batch")
+            if config.jitter or config.elastic:
+                what = "jitter" if config.jitter else "elastic distortions"
+                raise ValueError(f"teacher_logits cannot be used with {what}: pass teacher= to recompute them "
+                                 f"per batch")
             self.v_all = xp.asarray(teacher_logits, dtype=model.dtype)  # the student's dtype, as every other array
             if self.v_all.shape != (self.n, model.sizes[-1]):
                 raise ValueError(f"teacher_logits must have shape ({self.n}, {model.sizes[-1]}), "
                                  f"got {self.v_all.shape}")
             _check_finite(self.v_all, "teacher_logits")
         self.jitter_buf = xp.empty(self.x.shape, dtype=self.x.dtype) if config.jitter else None
+        self.elastic_buf = xp.empty(self.x.shape, dtype=self.x.dtype) if config.elastic else None
         self.v_shifts = self.shifts = None  # the consistent-teaching lookup (see cache_soft_targets)
 
     def settings(self, optimizer, base_lr, custom):
@@ -408,6 +425,8 @@ class _Run:
                    momentum_start=c.momentum_start, momentum_ramp=c.momentum_ramp, jitter=c.jitter, seed=c.seed,
                    T=c.T if distil else None, alpha=c.alpha if distil else None,
                    teacher=fingerprint(self.teachers, self.v_all) if distil else None)
+        if c.elastic:  # absent without distortions, so that the checkpoints of earlier versions still resume
+            out["elastic"], out["elastic_sigma"] = c.elastic, c.elastic_sigma
         if custom:  # a caller's optimizer: its kind and starting lr (absent from the loop's own SGD's signature)
             out["optimizer"] = {"type": type(optimizer).__name__, "lr": base_lr}
         return out
@@ -424,12 +443,15 @@ class _Run:
         (:meth:`soft_targets`).  Over ``SHIFT_CACHE_BYTES`` they are
         recomputed for every batch instead; either way they are the same
         numbers up to the last bits (a batch's products round differently
-        from the whole set's; tests/test_consistent.py).
+        from the whole set's; tests/test_consistent.py).  Elastic distortions
+        make every image new, so with them the logits are computed per batch.
         """
         if self.teachers is None:
             return 0.0
         c, n_classes = self.config, self.model.sizes[-1]
         t0 = time.perf_counter()
+        if c.elastic:
+            return 0.0
         if not c.jitter:
             self.v_all = compute_teacher_logits(self.teachers, self.x, c.T).astype(self.model.dtype, copy=False)
         elif (2 * c.jitter + 1) ** 2 * self.n * n_classes * self.model.dtype.itemsize <= SHIFT_CACHE_BYTES:
@@ -446,14 +468,16 @@ class _Run:
         return compute_teacher_logits(self.teachers, xb, self.config.T).astype(self.model.dtype, copy=False)
 
     def epoch(self, optimizer, epoch, progress, name):
-        """One pass over the (jittered, shuffled) training set; returns the mean training loss."""
+        """One pass over the (jittered, distorted, shuffled) training set; returns the mean training loss."""
         xp, c, model = self.xp, self.config, self.model
         s_dropout, s_jitter, s_shuffle = epoch_seeds(c.seed, epoch)
         model.reseed(s_dropout)
-        x = self.x
+        x, rng = self.x, default_rng(xp, s_jitter)
         if c.jitter:  # nanokd.jitter.jitter, keeping the shifts for the soft targets' lookup
-            self.shifts = draw_shifts(default_rng(xp, s_jitter), self.n, c.jitter)
+            self.shifts = draw_shifts(rng, self.n, c.jitter)
             x = shift_images(self.x, self.shifts, c.jitter, out=self.jitter_buf)
+        if c.elastic:  # then bent, from the same generator
+            x = distort(x, rng, c.elastic, c.elastic_sigma, out=self.elastic_buf)
         perm = xp.asarray(np.random.default_rng(s_shuffle).permutation(self.n))
         n_batches = -(-self.n // c.batch_size)
         loss_sum = xp.zeros((), dtype=xp.float64)  # stays on the device; read every few batches

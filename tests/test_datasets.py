@@ -182,6 +182,12 @@ def test_jitter_works_on_other_square_sizes_and_is_refused_on_non_square_images(
     err = capsys.readouterr().err
     assert "--teacher-jitter" in err and "jitter needs square images" in err and "14x10" in err
     assert not out.exists()
+    with pytest.raises(SystemExit) as e:
+        train.main(cli(wide, out, "--elastic", "34"))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--teacher-elastic / --elastic: elastic needs square images" in err
+    assert not out.exists()
+    assert train.main(cli(custom_dir, tmp_path / "bent", "--elastic", "5", "--epochs", "1")) == 0  # 14 x 14: fine
     assert train.main(cli(wide, out, "--epochs", "1")) == 0  # without jitter, non-square images are fine
     assert json.loads((out / "results.json").read_text())["image_size"] == [14, 10]
 

@@ -501,6 +501,8 @@ def test_a_bad_checkpoint_on_resume_is_named_and_nothing_changes(kind, run_dir, 
 @pytest.mark.parametrize("flags, named", [
     (["--jitter", "30"], "argument --jitter: '30' is not an integer in [0, 27]"),
     (["--teacher-jitter", "29"], "argument --teacher-jitter: '29' is not an integer in [0, 27]"),
+    (["--elastic", "-1"], "argument --elastic: '-1' is not a number >= 0"),
+    (["--student-elastic", "nan"], "argument --student-elastic: 'nan' is not a number >= 0"),
     (["--T", "1e200"], "argument --T: '1e200' is not a number in (0, 1.84e+19]"),
     (["--T", "nan"], "argument --T: 'nan' is not a number"),
     (["--max-norm", "inf"], "argument --max-norm: 'inf' is not a number >= 0"),

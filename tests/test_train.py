@@ -632,6 +632,9 @@ def test_cli_resume_after_interruption_gives_the_same_files(tiny_dir, tmp_path, 
     config = json.loads((out / "config.json").read_text())  # as an earlier version wrote it, without the keys
     for key in settings.LATER_KEYS:                          # added since: they mean what that version did
         del config[key]
+    for role in ("teacher", "student"):
+        for key in settings.LATER_RECIPE_KEYS:
+            del config[role][key]
     (out / "config.json").write_text(json.dumps(config))
     assert train.main(["--resume", str(out), "--no-progress"]) == 0
     for f in ("teacher.npz", "student.npz", "distilled.npz"):
@@ -641,6 +644,27 @@ def test_cli_resume_after_interruption_gives_the_same_files(tiny_dir, tmp_path, 
     resumed = json.loads((out / "results.json").read_text())
     for name in straight["models"]:
         assert straight["models"][name]["test_errors"] == resumed["models"][name]["test_errors"]
+
+
+def test_cli_elastic_bends_the_teachers_images_only(tiny_dir, tmp_path, monkeypatch):
+    """--teacher-elastic reaches the teacher's TrainConfig (and its checkpoint and results), not the students'."""
+    seen = {}
+    real = experiment.train_model
+
+    def spy(model, x, y, config, **kwargs):
+        seen[kwargs["name"]] = config
+        return real(model, x, y, config, **kwargs)
+
+    monkeypatch.setattr(experiment, "train_model", spy)
+    out = tmp_path / "e"
+    assert train.main(_cli(tiny_dir, out, "--teacher-elastic", "20")) == 0
+    assert seen["teacher"].elastic == 20.0 and seen["teacher"].elastic_sigma == 4.0
+    assert seen["baseline"].elastic == seen["distilled"].elastic == 0.0
+    config = json.loads((out / "config.json").read_text())
+    assert config["teacher"]["elastic"] == 20.0 and config["student"]["elastic"] == 0.0
+    plain = tmp_path / "p"
+    assert train.main(_cli(tiny_dir, plain, "--role", "teacher")) == 0
+    assert _params(out / "teacher.npz")[0].tolist() != _params(plain / "teacher.npz")[0].tolist()
 
 
 def test_cli_distil_from_an_ensemble_of_saved_teachers(tiny_dir, tmp_path):
