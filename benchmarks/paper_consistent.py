@@ -26,6 +26,13 @@ the hard labels.  Each role writes its part to ``--runs`` after every seed
 (with per-epoch checkpoints there, so an interrupted run resumes), and
 ``merge`` writes the record ``benchmarks/results/paper_consistent.json``.
 
+``--elastic A`` bends every training image by an elastic distortion of scale
+A pixels (:mod:`nanokd.elastic`; Simard et al.'s 34) after its jitter: nets
+of another kind for the teacher's ensemble (``baseline --elastic 34``), and
+students whose soft targets are the teacher's logits of the bent images,
+computed per batch (``distilled --elastic 34``).  Their entries in the record
+are ``baseline_elastic`` and ``*_consistent_elastic``.
+
 ``teachers`` helps choose the teacher on validation: it prints the
 validation errors of each net and of the ensembles of the first k nets (it
 reads no test label).
@@ -91,6 +98,17 @@ def part_settings(part):
     trained without it)."""
     return {"recipe": {**part.get("recipe", {}), "elastic": part.get("recipe", {}).get("elastic", 0.0)},
             "T": part.get("T"), "alpha": part.get("alpha")}
+
+
+def model_key(role, recipe):
+    """The role's name in the record's ``models``: ROLES[role], ``*_untranslated`` for a distilled control on the
+    paper's untranslated transfer set (no jitter, no distortions), ``baseline_elastic`` and ``*_consistent_elastic``
+    for runs on elastically distorted images."""
+    if recipe.get("elastic"):
+        return "baseline_elastic" if role == "baseline" else ROLES[role] + "_elastic"
+    if role in TEACHER_ROLES and not recipe["jitter"]:
+        return ROLES[role].replace("_consistent", "_untranslated")
+    return ROLES[role]
 
 
 def transfer_rows(role, y):
@@ -249,11 +267,10 @@ def merge(args):
                       "errors_per_class"):
                 entry[k] = [part["seeds"][s][k] for s in seeds]
             entry["paper"] = PAPER[role]
-        untranslated = role in TEACHER_ROLES and not part["recipe"]["jitter"]  # a control: the paper's transfer set
-        models[ROLES[role].replace("_consistent", "_untranslated") if untranslated else ROLES[role]] = entry
+        models[model_key(role, part["recipe"])] = entry
     rec = {"experiment": "consistent", "leaves_the_paper_setting": "*_consistent and baseline_jitter: jittered "
            "transfer set, teacher logits of the same jittered images (the paper distils on the untranslated set); "
-           "*_untranslated: controls on the untranslated set", "date": now(),
+           "*_untranslated: controls on the untranslated set; *_elastic: on elastically distorted images too", "date": now(),
            "command": command_line("benchmarks.paper_consistent"), "git_commit": STARTED_AT,
            "data": {"train": len(ds.y_train) - args.val, "val": args.val, "test": len(ds.y_test)}, "models": models}
     write_json_atomic(args.out, rec)

@@ -116,7 +116,7 @@ def test_paper_consistent_transfer_roles(role, classes, sign, teacher_file, mnis
                                                                          sign * done["shift"])[0]
 
 
-def test_paper_consistent_merge_pools_parts(teacher_file, mnist_dir, tmp_path):
+def test_paper_consistent_merge_pools_parts(teacher_file, mnist_dir, tmp_path, capsys):
     """Parts of one role from two --runs folders pool their seeds; a seed in both, or another recipe, is refused."""
     common = ["baseline", "--hidden", "8", "--limit", "300", "--epochs", "1", "--val", "500", "--data-dir",
               str(mnist_dir)]
@@ -148,6 +148,27 @@ def test_paper_consistent_merge_pools_parts(teacher_file, mnist_dir, tmp_path):
     paper_consistent.main(common[:2] + ["16"] + common[3:] + ["--seeds", "3", "--runs", str(tmp_path / "d")])
     with pytest.raises(SystemExit, match="its recipe .* differs"):
         paper_consistent.main(merge + [str(tmp_path / "a" / "baseline.json"), str(tmp_path / "d" / "baseline.json")])
+    # a part written before --elastic existed (its recipe lacks the key) still resumes and pools as elastic 0
+    old = json.loads((tmp_path / "a" / "baseline.json").read_text())
+    del old["recipe"]["elastic"]
+    (tmp_path / "a" / "baseline.json").write_text(json.dumps(old))
+    paper_consistent.main(common + ["--seeds", "1", "--runs", str(tmp_path / "a")])  # done already: not refused
+    paper_consistent.main(merge + [str(tmp_path / "a" / "baseline.json"), str(tmp_path / "b" / "baseline.json")])
+    assert json.loads(out.read_text())["models"]["baseline_jitter"]["seeds"] == [1, 2]
+    with pytest.raises(SystemExit, match="holds baseline runs of other settings"):
+        paper_consistent.main(common + ["--seeds", "5", "--elastic", "34", "--runs", str(tmp_path / "a")])
+    # elastic runs have their own entries
+    paper_consistent.main(common + ["--seeds", "5", "--elastic", "34", "--runs", str(tmp_path / "f")])
+    paper_consistent.main(["distilled", "--teacher", str(teacher_file), *common[1:], "--seeds", "6", "--elastic", "34",
+                           "--runs", str(tmp_path / "f")])
+    paper_consistent.main(merge + [str(tmp_path / "f" / "baseline.json"), str(tmp_path / "f" / "distilled.json")])
+    models = json.loads(out.read_text())["models"]
+    assert set(models) == {"teacher", "baseline_elastic", "distilled_consistent_elastic"}
+    assert models["baseline_elastic"]["settings"]["recipe"]["elastic"] == 34.0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        paper_consistent.main(common + ["--elastic", "-1"])
+    assert e.value.code == 2 and "argument --elastic: must be a number >= 0, got -1.0" in capsys.readouterr().err
 
 
 def test_paper_consistent_teachers_reports_validation_errors(teacher_file, mnist_dir, tmp_path, capsys):
