@@ -183,11 +183,13 @@ def run_role(args):
 
 
 def read_parts(paths):
-    """The parts (``<role>.json``) by role, the seeds of several parts of one role pooled.
+    """The parts (``<role>.json``) by their entry in the record (:func:`model_key`), the seeds of several parts
+    of one entry pooled; each keeps its ``role``.
 
-    Parts of one role may come from several ``--runs`` folders (runs side by
+    Parts of one entry may come from several ``--runs`` folders (runs side by
     side, one process each); their recipe, T and alpha must agree, and their
-    commits, commands, dates and machines are kept as lists.
+    commits, commands, dates and machines are kept as lists.  Parts of one
+    role but other entries (elastic or not; jittered or not) stay apart.
     """
     pooled = {}
     for path in paths:
@@ -196,9 +198,10 @@ def read_parts(paths):
             raise SystemExit(f"{path}: a part is named <role>.json, role one of {', '.join(ROLES)}")
         part = json.loads(Path(path).read_text())
         part.update(part_settings(part))
-        if role not in pooled:
-            pooled[role] = dict(part, seeds={}, sources=[])
-        first = pooled[role]
+        key = model_key(role, part["recipe"])
+        if key not in pooled:
+            pooled[key] = dict(part, role=role, seeds={}, sources=[])
+        first = pooled[key]
         for k in ("recipe", "T", "alpha"):
             if part.get(k) != first.get(k):
                 raise SystemExit(f"{path}: its {k} ({part.get(k)}) differs from an earlier {role} part's "
@@ -248,7 +251,8 @@ def merge(args):
                           "hidden": [m.sizes[1:-1] for m in members],
                           "ensemble": len(members)}}
     paths = args.parts or [p for role in ROLES if (p := Path(args.runs) / f"{role}.json").is_file()]
-    for role, part in read_parts(paths).items():
+    for key, part in read_parts(paths).items():
+        role = part["role"]
         seeds = sorted(part["seeds"], key=int)
         sources = part["sources"]
         entry = {
@@ -267,7 +271,7 @@ def merge(args):
                       "errors_per_class"):
                 entry[k] = [part["seeds"][s][k] for s in seeds]
             entry["paper"] = PAPER[role]
-        models[model_key(role, part["recipe"])] = entry
+        models[key] = entry
     rec = {"experiment": "consistent", "leaves_the_paper_setting": "*_consistent and baseline_jitter: jittered "
            "transfer set, teacher logits of the same jittered images (the paper distils on the untranslated set); "
            "*_untranslated: controls on the untranslated set; *_elastic: on elastically distorted images too", "date": now(),

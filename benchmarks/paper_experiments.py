@@ -393,27 +393,39 @@ def run_transfer(ctx, experiment):
 def run_consistent(ctx):
     """Consistent teaching, which leaves the paper's setting: :mod:`benchmarks.paper_consistent`, run whole.
 
-    Its own teacher, an ensemble of ``--consistent-members`` jittered nets of
-    the students' shape (hard labels, seeds 101, 102, ...: no student seed
-    starts from a member's initial weights), teaches ``--seeds`` students on
-    its logits of the very shifted images they see; the record
-    ``paper_consistent.json`` goes to ``--out``, the nets to
-    ``--consistent-runs``.  The paper's teacher plays no part.
+    Its own teacher is an ensemble of nets of the students' shape trained on
+    hard labels: ``--consistent-members`` nets on jittered images bent by
+    elastic distortions of scale ``--consistent-elastic`` (seeds 101, 102, ...),
+    and ``--consistent-jittered`` nets on jittered images only (the seeds after
+    them; no student seed starts from a member's initial weights).  It teaches
+    the ``--seeds`` students on its logits of the very images they see (jittered,
+    and bent when ``--consistent-student-elastic`` is not 0).  Each kind of net
+    trains in its own folder under ``--consistent-runs``; the record
+    ``paper_consistent.json`` goes to ``--out``.  The paper's teacher plays no
+    part.
     """
     from benchmarks import paper_consistent  # here, not at the top: paper_consistent imports this module
 
     args = ctx.args
     runs = Path(args.consistent_runs)
-    members = [str(100 + k) for k in range(1, args.consistent_members + 1)]
-    common = ["--val", str(args.val), "--device", ctx.device, "--runs", str(runs), "--epochs",
-              str(args.consistent_epochs), "--hidden", *map(str, args.student_hidden), "--T", str(args.consistent_T),
-              "--alpha", str(args.alpha), *(["--data-dir", args.data_dir] if args.data_dir else []),
-              *(["--no-verify"] if args.no_verify else [])]
-    paper_consistent.main(["baseline", "--seeds", *members, *common])
-    teacher = [str(runs / f"baseline_seed{seed}.npz") for seed in members]
-    paper_consistent.main(["distilled", "--teacher", *teacher, "--seeds", *map(str, args.seeds), *common])
+    n_bent, n_jittered = args.consistent_members, args.consistent_jittered
+    seeds = [str(100 + k) for k in range(1, n_bent + n_jittered + 1)]
+    common = ["--val", str(args.val), "--device", ctx.device, "--epochs", str(args.consistent_epochs),
+              "--hidden", *map(str, args.student_hidden), "--T", str(args.consistent_T), "--alpha", str(args.alpha),
+              *(["--data-dir", args.data_dir] if args.data_dir else []), *(["--no-verify"] if args.no_verify else [])]
+    kinds = [("bent", seeds[:n_bent], args.consistent_elastic), ("jittered", seeds[n_bent:], 0.0)]
+    teacher = []
+    for kind, members, elastic in kinds:
+        if members:
+            paper_consistent.main(["baseline", "--seeds", *members, "--elastic", str(elastic),
+                                   "--runs", str(runs / kind), *common])
+            teacher += [str(runs / kind / f"baseline_seed{seed}.npz") for seed in members]
+    students = runs / "students"
+    paper_consistent.main(["distilled", "--teacher", *teacher, "--seeds", *map(str, args.seeds), "--elastic",
+                           str(args.consistent_student_elastic), "--runs", str(students), *common])
+    parts = [str(runs / kind / "baseline.json") for kind, members, _ in kinds if members]
     paper_consistent.main(["merge", "--teacher", *teacher, "--out", str(Path(args.out) / "paper_consistent.json"),
-                           *common])
+                           "--parts", *parts, str(students / "distilled.json"), *common])
 
 
 def run_teacher_only(ctx):

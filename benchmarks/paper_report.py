@@ -224,14 +224,18 @@ def report(folder):
     if con:
         m = con["models"]
         t = m["teacher"]
-        rows = [_md_row(f"teacher: ensemble of {t['ensemble']} jittered nets", PAPER["teacher"], t["test_errors"])]
-        if "baseline_jitter" in m:
-            rows.append(_md_row("one of them: hard labels, jittered", PAPER["baseline"],
-                                m["baseline_jitter"]["test_errors"]))
-        if "distilled_consistent" in m:
-            d = m["distilled_consistent"]
-            rows.append(_md_row(f"consistent student, T = {d['settings']['T']:g}", PAPER["distilled"],
-                                d["test_errors"]))
+        rows = [_md_row(f"teacher: ensemble of {t['ensemble']} nets", PAPER["teacher"], t["test_errors"])]
+        members = {"baseline_elastic": "members: hard labels, jittered and bent images",
+                   "baseline_jitter": "members: hard labels, jittered images"}
+        for key, label in members.items():
+            if key in m:
+                rows.append(_md_row(label, PAPER["baseline"], m[key]["test_errors"]))
+        for key in ("distilled_consistent", "distilled_consistent_elastic"):
+            if key in m:
+                d = m[key]
+                bent = ", bent images" if key.endswith("_elastic") else ""
+                rows.append(_md_row(f"consistent student, T = {d['settings']['T']:g}{bent}", PAPER["distilled"],
+                                    d["test_errors"]))
         out += [f"**consistent** (leaves the paper's setting; {con['date']}, commit {con['git_commit']}): "
                 "test errors of 10,000", "", _md_table(head, rows), ""]
     return "\n".join(out)

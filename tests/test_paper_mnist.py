@@ -36,7 +36,7 @@ def write_tiny_mnist(folder, n_train=400, n_test=150, seed=0):
 TINY = ["--no-verify", "--val", "100", "--teacher-hidden", "40", "40", "--teacher-epochs", "2",
         "--student-hidden", "20", "20", "--student-epochs", "2", "--sweep-T", "1", "4",
         "--sweep-epochs-300", "1", "--sweep-epochs-30", "1", "--omit3-epochs", "1", "--only78-epochs", "1",
-        "--shift-max", "4", "--shift-step", "1", "--consistent-members", "2", "--consistent-epochs", "1", "--quiet",
+        "--shift-max", "4", "--shift-step", "1", "--consistent-members", "1", "--consistent-epochs", "1", "--quiet",
         "--no-plot"]
 
 
@@ -68,11 +68,15 @@ def test_all_then_reuse_the_teacher(tmp_path, capsys):
     omit3 = json.loads((out / "paper_omit3.json").read_text())["models"]["student"]
     assert omit3["shift"][0] in omit3["shift_grid"]
     consistent = json.loads((out / "paper_consistent.json").read_text())["models"]  # its own teacher: two nets
-    assert consistent["teacher"]["ensemble"] == 2 and consistent["baseline_jitter"]["seeds"] == [101, 102]
+    assert consistent["teacher"]["ensemble"] == 2
+    assert consistent["baseline_elastic"]["seeds"] == [101] and consistent["baseline_jitter"]["seeds"] == [102]
+    assert consistent["baseline_elastic"]["settings"]["recipe"]["elastic"] == 34.0  # --consistent-elastic
+    assert consistent["baseline_jitter"]["settings"]["recipe"]["elastic"] == 0.0
     assert consistent["distilled_consistent"]["seeds"] == [1, 2]
     assert consistent["distilled_consistent"]["settings"]["recipe"]["jitter"] == 2
     assert consistent["distilled_consistent"]["settings"]["T"] == 8.0  # --consistent-T, chosen on validation
-    assert consistent["teacher"]["members_test_errors"] == consistent["baseline_jitter"]["test_errors"]
+    assert consistent["teacher"]["members_test_errors"] == (consistent["baseline_elastic"]["test_errors"]
+                                                            + consistent["baseline_jitter"]["test_errors"])
     printed = capsys.readouterr().out
     assert "paper" in printed and "difference" in printed
 
@@ -81,7 +85,7 @@ def test_all_then_reuse_the_teacher(tmp_path, capsys):
     md = capsys.readouterr().out
     assert "**table**" in md and "| units per layer | hard labels | T = 1 | T = 4 |" in md and "**only78**" in md
     assert md.count(f", teacher {table_teacher_errors(out)[0]} errors)") == 4  # each header names the teacher
-    assert "**consistent** (leaves the paper's setting" in md and "| teacher: ensemble of 2 jittered nets |" in md
+    assert "**consistent** (leaves the paper's setting" in md and "| teacher: ensemble of 2 nets |" in md
 
     # a saved teacher is loaded, not retrained, and gives the same test errors
     assert paper_mnist.main(["omit3", "--teacher", str(teacher), *common]) == 0
