@@ -37,19 +37,39 @@ def now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+#: A file that ``git archive`` fills with the commit it exported (``export-subst`` in .gitattributes): a copy of
+#: the tree made with ``git archive HEAD | tar -x`` (to run a long experiment while the checkout moves on)
+#: still knows its commit.  In a checkout it holds the unexpanded placeholder.
+ARCHIVE_COMMIT = REPO / "benchmarks" / "ARCHIVE_COMMIT"
+
+
 def git_commit(paths=CODE_PATHS):
     """The short hash of the checkout's HEAD, with ``+uncommitted-changes`` if ``paths`` differ from it.
 
-    None outside a git checkout (or without git).
+    Outside a git checkout: the commit a ``git archive`` copy was made from,
+    as ``<hash> (archive copy, no .git)`` (:func:`archive_commit`), else None.
     """
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths],
                                cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
-        return (sha + ("+uncommitted-changes" if dirty else "")) or None
     except (OSError, subprocess.SubprocessError):
+        sha = ""
+    if not sha:
+        return archive_commit()
+    return sha + ("+uncommitted-changes" if dirty else "")
+
+
+def archive_commit(path=ARCHIVE_COMMIT):
+    """``<hash> (archive copy, no .git)`` when ``git archive`` expanded ``path``'s placeholder, else None."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
         return None
+    if not text or text.startswith("$Format"):
+        return None
+    return f"{text} (archive copy, no .git)"
 
 
 def command_line(module, argv=None):

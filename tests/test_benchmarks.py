@@ -143,3 +143,25 @@ def test_momentum_folded_into_sgemm_gives_the_plain_steps_weights_bit_for_bit():
         for a, b in zip(runs[0][0].params, model.params):
             np.testing.assert_array_equal(a, b)
     assert not np.array_equal(runs[0][0].params[0], sgemm_fold._make()[0].params[0])  # the steps moved the weights
+
+
+def test_git_commit_names_the_commit_of_a_git_archive_copy(tmp_path):
+    """``git archive`` expands benchmarks/ARCHIVE_COMMIT (export-subst), so a copy without .git knows its commit."""
+    import shutil
+    import subprocess
+
+    from benchmarks import common
+
+    if shutil.which("git") is None or common.git_commit() is None:
+        pytest.skip("needs git and a git checkout")
+    assert common.archive_commit() is None  # in the checkout: the unexpanded placeholder
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=common.REPO, capture_output=True,
+                          text=True).stdout.strip()
+    archive = subprocess.run(["git", "archive", "HEAD", "benchmarks/ARCHIVE_COMMIT", ".gitattributes"],
+                             cwd=common.REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
+    copied = tmp_path / "benchmarks" / "ARCHIVE_COMMIT"
+    if copied.read_text().startswith("$Format"):
+        pytest.skip("HEAD predates the export-subst attribute")
+    assert common.archive_commit(copied) == f"{head} (archive copy, no .git)"
+    assert common.archive_commit(tmp_path / "missing") is None
