@@ -231,6 +231,12 @@ def teachers(args):
         print(f"{errors:5d} validation errors  {path}")
     for k, errors in rec["ensemble_val_errors"].items():
         print(f"{errors:5d} validation errors  the ensemble of the first {k}")
+    if args.plus:  # which one net more helps: the ensemble of all of them with each --plus net
+        rec["plus_val_errors"] = {}
+        for path in args.plus:
+            extra = MLP.load(path, device=args.device)
+            errors = rec["plus_val_errors"][os.path.abspath(path)] = evaluate_errors([*members, extra], x_val, y_val)
+            print(f"{errors:5d} validation errors  all {len(members)}, and {path}")
     if args.json:
         rec.update(val=args.val, command=command_line("benchmarks.paper_consistent"), git_commit=STARTED_AT,
                    date=now())
@@ -310,6 +316,9 @@ def main(argv=None):
     parser.add_argument("--runs", default="runs/consistent", help="folder for checkpoints, models and parts")
     parser.add_argument("--parts", nargs="+", metavar="ROLE.json",
                         help="(merge) the parts to merge, from any folders (default: those in --runs)")
+    parser.add_argument("--plus", nargs="+", metavar="PATH",
+                        help="(teachers) also the ensemble of all --teacher nets with each of these nets, one at a "
+                             "time")
     parser.add_argument("--json", metavar="PATH", help="(teachers) also write what it prints to this JSON record")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "paper_consistent.json"))
     args = parser.parse_args(argv)
@@ -321,9 +330,9 @@ def main(argv=None):
             parser.error(f"argument --{flag}: must be >= 1, got {getattr(args, flag)}")
     if not (0 <= args.elastic < float("inf")):
         parser.error(f"argument --elastic: must be a number >= 0, got {args.elastic}")
-    for path in args.teacher or ():
+    for path in [*(args.teacher or ()), *(args.plus or ())]:
         if not os.path.isfile(path):
-            parser.error(f"argument --teacher: no such file: {path}")
+            parser.error(f"argument {'--plus' if path in (args.plus or ()) else '--teacher'}: no such file: {path}")
     {"merge": merge, "teachers": teachers}.get(args.role, run_role)(args)
 
 

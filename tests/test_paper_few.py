@@ -187,3 +187,22 @@ def test_paper_consistent_teachers_reports_validation_errors(teacher_file, mnist
     assert lines[-1].endswith("the ensemble of the first 2") and not (tmp_path / "unused").exists()
     rec = json.loads((tmp_path / "choice.json").read_text())
     assert rec["members_val_errors"] == expected and rec["ensemble_val_errors"] == {"2": int(lines[-1].split()[0])}
+
+
+def test_paper_consistent_teachers_plus_tries_each_extra_net(teacher_file, mnist_dir, tmp_path, capsys):
+    extras = []
+    for seed in (4, 5):
+        nk.MLP([784, 32, 10], seed=seed).save(tmp_path / f"x{seed}.npz")
+        extras.append(str(tmp_path / f"x{seed}.npz"))
+    paper_consistent.main(["teachers", "--teacher", str(teacher_file), "--plus", *extras, "--val", "500",
+                           "--data-dir", str(mnist_dir), "--json", str(tmp_path / "choice.json")])
+    ds = nk.data.load("mnist", mnist_dir)
+    x_val, y_val = nk.data.to_float(ds.x_train[-500:]), ds.y_train[-500:]
+    rec = json.loads((tmp_path / "choice.json").read_text())
+    t = nk.MLP.load(teacher_file)
+    assert rec["plus_val_errors"] == {path: nk.teacher.evaluate_errors([t, nk.MLP.load(path)], x_val, y_val)
+                                      for path in extras}
+    assert "all 1, and " + extras[1] in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        paper_consistent.main(["teachers", "--teacher", str(teacher_file), "--plus", str(tmp_path / "none.npz")])
+    assert "argument --plus: no such file" in capsys.readouterr().err
