@@ -28,7 +28,7 @@ import sys
 
 from benchmarks.common import command_line, git_commit, machine, now, write_record
 
-MODULES = ("losses", "layers", "mlp", "optim", "trainer", "checkpoint", "teacher", "data", "jitter", "elastic")
+MODULES = ("losses", "layers", "mlp", "optim", "trainer", "checkpoint", "teacher", "data", "jitter")
 
 #: Why a surviving mutant cannot be told apart from the original (or only on a GPU), one line each.
 CPU_ONLY = "get_array_module(None) is NumPy: the same module for NumPy arrays; only a CuPy run (a GPU) differs"
