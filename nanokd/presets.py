@@ -86,7 +86,7 @@ PRESETS = {
                  "only, T = 8, chosen on validation); the baseline is the same student on the hard labels of the "
                  "same jittered images. With an ensemble of four such teachers and one jittered-only net "
                  "(--role teacher --seed 1 .. 4, --role teacher --seed 5 --teacher-elastic 0, then --role distill "
-                 "--teacher A B C D E; chosen on validation) the students made 55 and 57 test errors (seeds 11, 12; "
+                 "--teacher A B C D E; chosen on validation; 49 test errors) the students made 55, 57, 55 (seeds 11-13; "
                  "python -m benchmarks.paper_consistent, benchmarks/RESULTS.md). About 10 minutes a model on a "
                  "2-core CPU, 17 for a bent teacher",
         "teacher": Recipe(hidden=(800, 800), epochs=100, batch_size=100, lr=0.05, lr_decay=0.97, momentum=0.9,
