@@ -23,7 +23,7 @@ frame (:func:`warp`):
 A large σ moves nearby pixels together (almost a translation); a small one
 scrambles them.  σ = 4 and α = 34 are Simard et al.'s values for 28 x 28
 digits (:data:`SIGMA`, :data:`ALPHA`): displacements of about 1.4 pixels rms.
-Where α Δ is a whole constant number of pixels the warp is an exact shift
+Where Δ is a whole constant number of pixels the warp is an exact shift
 (tests/test_elastic.py checks it against :func:`nanokd.jitter.shift_images`).
 
 No gradient flows through any of this: it only makes training inputs.  The
