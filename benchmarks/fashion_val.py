@@ -50,9 +50,9 @@ one question at a time, which change helps on Fashion-MNIST:
    (augmentation instead of distillation).
 8. ``--stage quick-jitter`` (the ``quick`` preset's teacher, after stage 7
    found one pixel of jitter good for the full teacher): over the CLI's
-   seeds 0-2, the quick preset's teacher as it is, jittered by one pixel, and
-   jittered over a longer schedule (:data:`QUICK_TEACHERS`), the baseline, and the student distilled from
-   each.  Kept as in stage 5: the teacher whose smallest margin of the
+   seeds 0-2, the quick preset's teacher as it is, jittered by one pixel,
+   and jittered over a longer schedule (:data:`QUICK_TEACHERS`), the
+   baseline, and the student distilled from each.  Kept as in stage 5: the teacher whose smallest margin of the
    distilled student over the baseline, across the seeds, is largest (the
    preset's on a tie).
 
@@ -382,8 +382,8 @@ def main(argv=None):
                         default="choose",
                         help="choose: stages 1-3 (teacher, T, alpha); schedule: stage 4, needs --after; seeds: "
                              "stage 5, the students' schedule over seeds 0-2; full-teacher: stage 6, the full "
-                             "preset's teacher; full-jitter: stage 7, the full preset's jittered teacher and T, alpha; quick-jitter: "
-                             "stage 8, the quick teacher jittered by one pixel, seeds 0-2")
+                             "preset's teacher; full-jitter: stage 7, the full preset's jittered teacher and T, "
+                             "alpha; quick-jitter: stage 8, the quick teacher jittered by one pixel, seeds 0-2")
     parser.add_argument("--after", metavar="JSON", help="the record of stages 1-3, for --stage schedule")
     parser.add_argument("--data-dir", default=None, help="the Fashion-MNIST files (default: nanokd's search order)")
     parser.add_argument("--no-verify", action="store_true", help="skip the checksums (home-made test files)")
