@@ -139,6 +139,19 @@ FULL_BEFORE = {
     "alpha": 0.5,
 }
 
+#: The quick preset before stage 8 chose its teacher (2026-12-02): stages 5 and 8 start from it, so that they rerun
+#: as recorded whatever the preset says now.
+QUICK_BEFORE = {
+    "teacher": Recipe(hidden=(800, 800), epochs=12, batch_size=100, lr=0.1, lr_decay=0.8, momentum=0.9,
+                      momentum_start=0.5, momentum_ramp=0, dropout_input=0.0, dropout_hidden=0.0, max_norm=0.0,
+                      jitter=0),
+    "student": Recipe(hidden=(300, 300), epochs=8, batch_size=100, lr=0.03, lr_decay=0.85, momentum=0.9,
+                      momentum_start=0.5, momentum_ramp=0, dropout_input=0.0, dropout_hidden=0.0, max_norm=0.0,
+                      jitter=0),
+    "T": 2.0,
+    "alpha": 0.5,
+}
+
 #: Stage 7 (``--stage full-jitter``): stage 6's best teacher, unregularised, on images jittered by one pixel, with
 #: the students' schedule (60 epochs); and the distilled students' grid.
 FULL_JITTER_TEACHER = dict(dropout_input=0.0, dropout_hidden=0.0, max_norm=0.0, jitter=1, epochs=60, lr=0.05,
@@ -260,11 +273,9 @@ def stage_seeds(data, record, save, epochs):
     margin (baseline minus distilled validation errors, over the seeds) is
     largest; on a tie, the first listed (the preset's, then the shorter).
     """
-    from nanokd.presets import FASHION_PRESETS
-
-    preset = FASHION_PRESETS["quick"]
+    preset = QUICK_BEFORE
     T, alpha = preset["T"], preset["alpha"]
-    record["base"] = "FASHION_PRESETS['quick']"
+    record["base"] = "QUICK_BEFORE (FASHION_PRESETS['quick'] of 2026-12-02)"
     margins = {name: [] for name in STUDENT_SCHEDULES}
     for seed in SEEDS:
         teacher, rec = fit(dataclasses.replace(preset["teacher"], **epochs), data, seed=seed,
@@ -343,11 +354,9 @@ def stage_full_jitter(data, record, save, epochs):
 
 def stage_quick_jitter(data, record, save, epochs):
     """Stage 8: the quick preset's teacher with and without one pixel of jitter, over the CLI's seeds 0-2."""
-    from nanokd.presets import FASHION_PRESETS
-
-    preset = FASHION_PRESETS["quick"]
+    preset = QUICK_BEFORE
     T, alpha = preset["T"], preset["alpha"]
-    record["base"] = "FASHION_PRESETS['quick']"
+    record["base"] = "QUICK_BEFORE (FASHION_PRESETS['quick'] of 2026-12-02)"
     student = dataclasses.replace(preset["student"], **epochs)
     margins = {name: [] for name in QUICK_TEACHERS}
     for seed in SEEDS:
