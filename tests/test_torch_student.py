@@ -91,3 +91,17 @@ def test_script_trains_from_a_saved_teacher_and_writes_its_record(tmp_path):
     ds = load(data_dir=tmp_path / "mnist", verify=False)
     assert rec["teacher_test_errors"] == evaluate_errors(teacher, to_float(ds.x_test), ds.y_test)  # the copy is the teacher
     assert rec["settings"]["init"] == "nanokd" and rec["torch"] == torch.__version__
+
+
+def test_script_holds_out_the_last_val_images_as_the_cli_does(tmp_path, capsys):
+    write_tiny_mnist(tmp_path / "mnist")  # 400 training images
+    MLP([784, 16, 10], seed=0).save(tmp_path / "teacher.npz")
+    out = tmp_path / "rec.json"
+    args = ["--teacher", str(tmp_path / "teacher.npz"), "--data-dir", str(tmp_path / "mnist"), "--no-verify",
+            "--models", "baseline", "--hidden", "8", "--epochs", "1", "--quiet"]
+    assert ts.main([*args, "--val", "100", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["n_train"] == 300 and rec["settings"]["val"] == 100 and rec["settings"]["dataset"] == "mnist"
+    with pytest.raises(SystemExit):
+        ts.main([*args, "--val", "400"])
+    assert "argument --val: must be in [0, 400), got 400" in capsys.readouterr().err
