@@ -117,7 +117,7 @@ FASHION_PRESETS = {
                  "(lr decay 0.88; stage 8, seeds 0-2: 1030, 1067, 1059, distilled students 1076, 1081, 1082 against "
                  "baselines 1189, 1133, 1090). Without jitter and in 12 epochs (the recipe before) its students' "
                  "margin over the baseline was -20 on one seed; MNIST's 2-pixel jitter over 8 epochs hurt (1397 "
-                 "against 1098). About 4 minutes on a 2-core CPU",
+                 "against 1098). About 2.5 minutes on a 2-core CPU",
         "teacher": Recipe(hidden=(800, 800), epochs=24, batch_size=100, lr=0.1, lr_decay=0.88, momentum=0.9,
                           momentum_start=0.5, momentum_ramp=0, dropout_input=0.0, dropout_hidden=0.0,
                           max_norm=0.0, jitter=1),
@@ -135,7 +135,7 @@ FASHION_PRESETS = {
                  "validation errors of 10,000, one seed): with dropout and max-norm the teacher was worse than "
                  "the baseline (1143 against 1010), without them on plain images hardly better (988) and its "
                  "student gained nothing; jittered, the teacher made 907 and its distilled student 905 (T=4, "
-                 "alpha=0.5; 908 at T=2, 916-919 at alpha 0.9) against the baseline's 994. About 16 minutes on "
+                 "alpha=0.5; 908 at T=2, 916-919 at alpha 0.9) against the baseline's 994. About 16-18 minutes on "
                  "one core of a 2-core CPU",
         "teacher": Recipe(hidden=(1200, 1200), epochs=60, batch_size=100, lr=0.05, lr_decay=0.95, momentum=0.9,
                           momentum_start=0.5, momentum_ramp=2, dropout_input=0.0, dropout_hidden=0.0,
