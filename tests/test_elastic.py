@@ -138,6 +138,14 @@ def test_distort_rejects_bad_settings(kwargs, message):
         nkelastic.distort(x, default_rng(np, 0), **kwargs)
 
 
+def test_distort_takes_any_positive_sigma_and_a_sharper_field_bends_more():
+    # sigma below a pixel is allowed (rougher fields, larger moves for the same alpha: rms ~ alpha / sigma)
+    x = np.random.default_rng(0).random((8, 784)).astype(np.float32)
+    moved = [float(np.abs(nkelastic.distort(x, default_rng(np, 3), alpha=2.0, sigma=s) - x).mean())
+             for s in (0.5, 4.0)]
+    assert moved[0] > moved[1] > 0
+
+
 def test_warp_and_distort_refuse_to_work_in_place():
     x = np.zeros((2, 784), np.float32)
     with pytest.raises(ValueError, match="distort cannot work in place"):
