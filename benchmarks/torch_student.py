@@ -169,9 +169,10 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
 
     ds = nkdata.load(args.dataset, args.data_dir, verify=not args.no_verify)
-    if not 0 <= args.val < len(ds.x_train):
-        p.error(f"argument --val: must be in [0, {len(ds.x_train)}), got {args.val}")
-    x_train, y_train = ds.x_train[:len(ds.x_train) - args.val], ds.y_train[:len(ds.y_train) - args.val]
+    try:  # the CLI's split: the last --val images are held out
+        x_train, y_train, _, _ = nkdata.split_validation(ds.x_train, ds.y_train, args.val)
+    except ValueError as e:
+        p.error(f"argument --val: {e}")
     x, x_test = (torch.from_numpy(nkdata.to_float(a)) for a in (x_train, ds.x_test))
     y, y_test = (torch.from_numpy(a.astype(np.int64)) for a in (y_train, ds.y_test))
     teacher = load_teacher(args.teacher)

@@ -104,4 +104,4 @@ def test_script_holds_out_the_last_val_images_as_the_cli_does(tmp_path, capsys):
     assert rec["n_train"] == 300 and rec["settings"]["val"] == 100 and rec["settings"]["dataset"] == "mnist"
     with pytest.raises(SystemExit):
         ts.main([*args, "--val", "400"])
-    assert "argument --val: must be in [0, 400), got 400" in capsys.readouterr().err
+    assert "argument --val: n_val must be in [0, 400), got 400" in capsys.readouterr().err
