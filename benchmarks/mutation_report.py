@@ -5,9 +5,9 @@
 
 mutmut (a well-kept mutation tester, ``pip install mutmut``) makes small
 deliberate bugs ("mutants") in the modules listed in ``pyproject.toml``
-(losses, layers, mlp, optim, trainer, checkpoint, teacher, data), runs the
-tests that cover each, and records whether some test failed (*killed*) or
-all passed (*survived*).  This script reads those results
+(losses, layers, mlp, optim, trainer, checkpoint, teacher, data, download,
+jitter), runs the tests that cover each, and records whether some test
+failed (*killed*) or all passed (*survived*).  This script reads those results
 (``mutmut results --all true``) and prints, per module,
 
     score = (killed + timeouts) / (mutants checked - survivors shown equivalent)
@@ -28,7 +28,7 @@ import sys
 
 from benchmarks.common import command_line, git_commit, machine, now, write_record
 
-MODULES = ("losses", "layers", "mlp", "optim", "trainer", "checkpoint", "teacher", "data", "jitter")
+MODULES = ("losses", "layers", "mlp", "optim", "trainer", "checkpoint", "teacher", "data", "download", "jitter")
 
 #: Why a surviving mutant cannot be told apart from the original (or only on a GPU), one line each.
 CPU_ONLY = "get_array_module(None) is NumPy: the same module for NumPy arrays; only a CuPy run (a GPU) differs"
@@ -176,18 +176,18 @@ EQUIVALENT = {
                                                   "they are set: '' or None is never read"),
     "nanokd.trainer.xǁ_Runǁsoft_targets__mutmut_4": COPY,
     "nanokd.trainer.xǁ_Runǁsoft_targets__mutmut_6": COPY,
-    "nanokd.data.x_file_digest__mutmut_10": "the size of the chunks read: the same digest",
-    "nanokd.data.x_file_digest__mutmut_12": "the size of the chunks read: the same digest",
-    "nanokd.data.x_file_digest__mutmut_13": "the size of the chunks read: the same digest",
-    "nanokd.data.x_file_digest__mutmut_2": "md5's usedforsecurity flag: the same digest",
-    "nanokd.data.x_file_digest__mutmut_3": "md5's usedforsecurity flag: the same digest",
-    "nanokd.data.x_urllib_fetch__mutmut_13": NETWORK,
-    "nanokd.data.x_urllib_fetch__mutmut_16": NETWORK,
-    "nanokd.data.x_urllib_fetch__mutmut_17": NETWORK,
-    "nanokd.data.x_urllib_fetch__mutmut_18": NETWORK,
-    "nanokd.data.x_urllib_fetch__mutmut_19": NETWORK,
-    "nanokd.data.x_urllib_fetch__mutmut_2": NETWORK,
-    "nanokd.data.x_urllib_fetch__mutmut_4": NETWORK,
+    "nanokd.download.x_file_digest__mutmut_10": "the size of the chunks read: the same digest",
+    "nanokd.download.x_file_digest__mutmut_12": "the size of the chunks read: the same digest",
+    "nanokd.download.x_file_digest__mutmut_13": "the size of the chunks read: the same digest",
+    "nanokd.download.x_file_digest__mutmut_2": "md5's usedforsecurity flag: the same digest",
+    "nanokd.download.x_file_digest__mutmut_3": "md5's usedforsecurity flag: the same digest",
+    "nanokd.download.x_urllib_fetch__mutmut_13": NETWORK,
+    "nanokd.download.x_urllib_fetch__mutmut_16": NETWORK,
+    "nanokd.download.x_urllib_fetch__mutmut_17": NETWORK,
+    "nanokd.download.x_urllib_fetch__mutmut_18": NETWORK,
+    "nanokd.download.x_urllib_fetch__mutmut_19": NETWORK,
+    "nanokd.download.x_urllib_fetch__mutmut_2": NETWORK,
+    "nanokd.download.x_urllib_fetch__mutmut_4": NETWORK,
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_100": BAR,
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_101": BAR,
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_102": BAR,

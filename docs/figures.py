@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 import nanokd as nk  # noqa: E402
 from nanokd import data as nkdata  # noqa: E402
+from nanokd import download  # noqa: E402
 from nanokd.atomic import save_figure_atomic  # noqa: E402
 
 IMG = ROOT / "docs" / "img"
@@ -114,9 +115,9 @@ def draw_fd_error(plt):
 # ---------------------------------------------------------------------------
 
 def mnist_folder(data_dir):
-    """The MNIST folder as nanokd.data finds it, else shared/data/mnist beside the repository."""
+    """The MNIST folder as nanokd.download finds it, else shared/data/mnist beside the repository."""
     try:
-        return nkdata.find_or_download("mnist", data_dir, download=False)
+        return download.find_or_download("mnist", data_dir, download=False)
     except nkdata.DataError:
         shared = ROOT.parent / "shared" / "data" / "mnist"
         if data_dir is None and shared.is_dir():

@@ -32,6 +32,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from . import data as nkdata
+from . import download
 from .atomic import remove_orphans, write_json_atomic
 from .backend import get_array_module, get_xp, resolve_device, to_numpy
 from .checkpoint import CheckpointError, check_checkpoint
@@ -203,7 +204,7 @@ def _load_data(settings, device, out, log, source):
     ds = nkdata.load(name, settings["data_dir"], verify=settings["verify"])
     about = {"n_classes": nkdata.num_classes(name, ds), "image_size": list(ds.x_train.shape[1:])}
     if name == nkdata.CUSTOM:
-        about.update(data_dir=settings["data_dir"], sha256=nkdata.file_sha256s(settings["data_dir"]))
+        about.update(data_dir=settings["data_dir"], sha256=download.file_sha256s(settings["data_dir"]))
     _check_jitter(settings, about["image_size"])
     xp = get_xp(device)
     n_val = settings["val"]

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanokd import data
+from nanokd import data, download
 
 N_TRAIN, N_TEST = 20, 7
-URLLIB_FETCH = data.urllib_fetch  # the default fetcher, before the autouse fixture hides it
+URLLIB_FETCH = download.urllib_fetch  # the default fetcher, before the autouse fixture hides it
 
 # ---------------------------------------------------------------------------
 # Helpers and fixtures
@@ -53,12 +53,12 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("NANOKD_DATA", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {})
+    monkeypatch.setattr(download, "SYSTEM_DIRS", {})
 
     def no_network(url, dest, timeout=None):
         raise urllib.error.URLError("network disabled in tests")
 
-    monkeypatch.setattr(data, "urllib_fetch", no_network)
+    monkeypatch.setattr(download, "urllib_fetch", no_network)
 
 
 @pytest.fixture
@@ -66,9 +66,9 @@ def mirror(tmp_path, monkeypatch):
     """A local 'mirror' folder of tiny files, registered as MNIST's known-good copies."""
     folder = tmp_path / "mirror"
     arrays = write_tiny(folder)
-    known = {f: (data.file_digest(folder / f),) for f in data.FILES}
-    monkeypatch.setitem(data.KNOWN_FILES, "mnist", known)
-    monkeypatch.setitem(data.MIRRORS, "mnist", (folder.as_uri() + "/",))
+    known = {f: (download.file_digest(folder / f),) for f in data.FILES}
+    monkeypatch.setitem(download.KNOWN_FILES, "mnist", known)
+    monkeypatch.setitem(download.MIRRORS, "mnist", (folder.as_uri() + "/",))
     return folder, arrays
 
 
@@ -78,7 +78,7 @@ def copy_fetch(url, dest):
 
 
 def cache_files():
-    folder = data.cache_dir("mnist")
+    folder = download.cache_dir("mnist")
     return sorted(os.listdir(folder)) if folder.exists() else []
 
 
@@ -128,12 +128,12 @@ def test_missing_file_under_nanokd_data(tmp_path, monkeypatch):
     (tmp_path / "d" / data.TRAIN_IMAGES).unlink()
     monkeypatch.setenv("NANOKD_DATA", str(tmp_path / "d"))
     with pytest.raises(data.DataError, match=r"from NANOKD_DATA\) lacks train-images-idx3-ubyte\.gz"):
-        data.find_or_download("mnist")
+        download.find_or_download("mnist")
 
 
 def test_data_dir_does_not_exist(tmp_path):
     with pytest.raises(data.DataError, match=r"nope \(from --data-dir / data_dir\) does not exist.*NANOKD_DATA"):
-        data.find_or_download("mnist", tmp_path / "nope")
+        download.find_or_download("mnist", tmp_path / "nope")
 
 
 def test_read_idx_missing_file(tmp_path):
@@ -210,7 +210,7 @@ def test_verified_files_must_have_the_real_sizes(mirror):
 def test_checksum_mismatch_says_which_file_it_is(mirror):
     folder, _ = mirror  # registered as MNIST, checked as Fashion-MNIST
     with pytest.raises(data.DataError, match=r"\(it is mnist/t10k-labels-idx1-ubyte\.gz\)"):
-        data.verify_file(folder / data.TEST_LABELS, "fashion-mnist")
+        download.verify_file(folder / data.TEST_LABELS, "fashion-mnist")
 
 
 # ---------------------------------------------------------------------------
@@ -220,9 +220,9 @@ def test_checksum_mismatch_says_which_file_it_is(mirror):
 
 def test_download_is_verified_and_renamed_into_place(mirror, monkeypatch):
     folder, arrays = mirror
-    monkeypatch.setattr(data, "urllib_fetch", URLLIB_FETCH)  # the real one, on file:// URLs
-    got = data.find_or_download("mnist")
-    assert got == data.cache_dir("mnist")
+    monkeypatch.setattr(download, "urllib_fetch", URLLIB_FETCH)  # the real one, on file:// URLs
+    got = download.find_or_download("mnist")
+    assert got == download.cache_dir("mnist")
     assert cache_files() == sorted(data.FILES)  # no temporary files left
     for f in data.FILES:
         assert (got / f).read_bytes() == (folder / f).read_bytes()
@@ -232,7 +232,7 @@ def test_download_is_verified_and_renamed_into_place(mirror, monkeypatch):
 
 def test_download_fetches_only_missing_files(mirror):
     folder, _ = mirror
-    cache = data.cache_dir("mnist")
+    cache = download.cache_dir("mnist")
     cache.mkdir(parents=True)
     (cache / data.TRAIN_IMAGES).write_bytes((folder / data.TRAIN_IMAGES).read_bytes())
     urls = []
@@ -241,7 +241,7 @@ def test_download_fetches_only_missing_files(mirror):
         urls.append(url)
         copy_fetch(url, dest)
 
-    data.find_or_download("mnist", fetch=fetch)
+    download.find_or_download("mnist", fetch=fetch)
     assert sorted(u.rsplit("/", 1)[1] for u in urls) == sorted(set(data.FILES) - {data.TRAIN_IMAGES})
     assert cache_files() == sorted(data.FILES)
 
@@ -254,7 +254,7 @@ def test_corrupt_download_leaves_nothing_behind(mirror):
             f.write(b"\xff\xff")
 
     with pytest.raises(data.DataError, match=r"could not download .*\n.*checksum mismatch"):
-        data.find_or_download("mnist", fetch=corrupt)
+        download.find_or_download("mnist", fetch=corrupt)
     assert cache_files() == []
 
 
@@ -264,13 +264,13 @@ def test_interrupted_download_leaves_nothing_behind(mirror):
         raise ConnectionResetError("connection reset by peer")
 
     with pytest.raises(data.DataError, match=r"connection reset by peer"):
-        data.find_or_download("mnist", fetch=half_then_fail)
+        download.find_or_download("mnist", fetch=half_then_fail)
     assert cache_files() == []
 
 
 def test_first_mirror_fails_second_works(mirror, monkeypatch):
     folder, _ = mirror
-    monkeypatch.setitem(data.MIRRORS, "mnist", ("https://dead.invalid/mnist/", folder.as_uri() + "/"))
+    monkeypatch.setitem(download.MIRRORS, "mnist", ("https://dead.invalid/mnist/", folder.as_uri() + "/"))
     urls = []
 
     def fetch(url, dest):
@@ -280,14 +280,14 @@ def test_first_mirror_fails_second_works(mirror, monkeypatch):
             raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
         copy_fetch(url, dest)
 
-    data.find_or_download("mnist", fetch=fetch)
+    download.find_or_download("mnist", fetch=fetch)
     assert cache_files() == sorted(data.FILES)
     assert len(urls) == 8 and urls[0].startswith("https://dead.invalid/")
 
 
 def test_load_downloads_by_default_and_not_when_told_not_to(mirror, monkeypatch):
     _, arrays = mirror
-    monkeypatch.setattr(data, "urllib_fetch", URLLIB_FETCH)  # the real one, on file:// URLs
+    monkeypatch.setattr(download, "urllib_fetch", URLLIB_FETCH)  # the real one, on file:// URLs
     with pytest.raises(data.DataError, match="not found, and downloading is off"):
         data.load("mnist", download=False, verify=False)
     assert cache_files() == []
@@ -304,39 +304,39 @@ def test_images_of_another_size_than_28x28_are_refused(tmp_path):
 
 def test_no_network_no_local_copy():
     with pytest.raises(data.DataError) as e:
-        data.find_or_download("mnist")  # urllib_fetch is replaced by no_network
+        download.find_or_download("mnist")  # urllib_fetch is replaced by no_network
     message = str(e.value)
-    for needed in ("could not download", "network disabled", "--data-dir", "NANOKD_DATA", str(data.cache_dir("mnist"))):
+    for needed in ("could not download", "network disabled", "--data-dir", "NANOKD_DATA", str(download.cache_dir("mnist"))):
         assert needed in message
     assert cache_files() == []
 
 
 def test_download_off_and_no_local_copy():
     with pytest.raises(data.DataError, match=r"mnist not found, and downloading is off.*--data-dir.*NANOKD_DATA"):
-        data.find_or_download("mnist", download=False)
+        download.find_or_download("mnist", download=False)
 
 
 def test_search_order(tmp_path, monkeypatch):
     for where in ("arg", "env", "cache/nanokd/mnist"):
         write_tiny(tmp_path / where)
     monkeypatch.setenv("NANOKD_DATA", str(tmp_path / "env"))
-    assert data.find_or_download("mnist", tmp_path / "arg", download=False) == tmp_path / "arg"
-    assert data.find_or_download("mnist", download=False) == tmp_path / "env"
+    assert download.find_or_download("mnist", tmp_path / "arg", download=False) == tmp_path / "arg"
+    assert download.find_or_download("mnist", download=False) == tmp_path / "env"
     monkeypatch.delenv("NANOKD_DATA")
-    assert data.find_or_download("mnist", download=False) == tmp_path / "cache" / "nanokd" / "mnist"
+    assert download.find_or_download("mnist", download=False) == tmp_path / "cache" / "nanokd" / "mnist"
 
 
 def test_cache_defaults_to_home(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert data.cache_dir("mnist") == tmp_path / "home" / ".cache" / "nanokd" / "mnist"
+    assert download.cache_dir("mnist") == tmp_path / "home" / ".cache" / "nanokd" / "mnist"
 
 
 def test_system_folder_after_cache(tmp_path, monkeypatch):
     write_tiny(tmp_path / "debian")
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion-mnist": (tmp_path / "debian",)})
-    assert data.find_or_download("fashion-mnist", download=False) == tmp_path / "debian"
-    write_tiny(data.cache_dir("fashion-mnist"))
-    assert data.find_or_download("fashion-mnist", download=False) == data.cache_dir("fashion-mnist")
+    monkeypatch.setattr(download, "SYSTEM_DIRS", {"fashion-mnist": (tmp_path / "debian",)})
+    assert download.find_or_download("fashion-mnist", download=False) == tmp_path / "debian"
+    write_tiny(download.cache_dir("fashion-mnist"))
+    assert download.find_or_download("fashion-mnist", download=False) == download.cache_dir("fashion-mnist")
 
 
 # ---------------------------------------------------------------------------
@@ -392,7 +392,7 @@ def test_real_fashion_mnist_from_debian(monkeypatch):
     folder = Path("/usr/share/datasets/fashion-mnist")
     if any(not (folder / f).is_file() for f in data.FILES):
         pytest.skip(f"Debian's fashion-mnist not installed ({folder}; apt-get install dataset-fashion-mnist)")
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion-mnist": (folder,)})
+    monkeypatch.setattr(download, "SYSTEM_DIRS", {"fashion-mnist": (folder,)})
     ds = data.load("fashion-mnist", download=False, verify=True)
     assert np.bincount(ds.y_train).tolist() == [6000] * 10
     assert np.bincount(ds.y_test).tolist() == [1000] * 10
@@ -421,10 +421,10 @@ def test_download_goes_to_a_hidden_part_file_beside_its_target_and_says_so(mirro
         seen.append((url.rsplit("/", 1)[1], Path(dest)))
         copy_fetch(url, dest)
 
-    data.find_or_download("mnist", fetch=fetch)
+    download.find_or_download("mnist", fetch=fetch)
     assert sorted(name for name, _ in seen) == sorted(data.FILES)
     for name, dest in seen:
-        assert dest.parent == data.cache_dir("mnist")
+        assert dest.parent == download.cache_dir("mnist")
         assert dest.name.startswith(f".{name}.") and dest.name.endswith(".part")
     err = capsys.readouterr().err
     for name in data.FILES:
@@ -432,10 +432,10 @@ def test_download_goes_to_a_hidden_part_file_beside_its_target_and_says_so(mirro
 
 
 def test_a_failed_download_lists_every_mirror_then_says_where_the_files_may_be(monkeypatch):
-    monkeypatch.setitem(data.MIRRORS, "mnist", ("https://a.invalid/", "https://b.invalid/"))
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {"mnist": ("/usr/share/datasets/mnist", "/srv/mnist")})
+    monkeypatch.setitem(download.MIRRORS, "mnist", ("https://a.invalid/", "https://b.invalid/"))
+    monkeypatch.setattr(download, "SYSTEM_DIRS", {"mnist": ("/usr/share/datasets/mnist", "/srv/mnist")})
     with pytest.raises(data.DataError) as e:
-        data.find_or_download("mnist")
+        download.find_or_download("mnist")
     name = data.FILES[0]
     lines = str(e.value).split("\n")
     assert lines[:3] == [f"could not download {name}:",
@@ -445,5 +445,5 @@ def test_a_failed_download_lists_every_mirror_then_says_where_the_files_may_be(m
         f"nanokd needs the four mnist files {', '.join(data.FILES)}. Either pass --data-dir DIR (data_dir=DIR in "
         f"Python) or set the environment variable NANOKD_DATA=DIR, where DIR holds the four files or a 'mnist/' "
         f"folder with them (e.g. a shared copy such as shared/data/mnist beside the repository); or copy them into "
-        f"{data.cache_dir('mnist')}, or let nanokd download them there (needs network); or install them in "
+        f"{download.cache_dir('mnist')}, or let nanokd download them there (needs network); or install them in "
         f"/usr/share/datasets/mnist; or install them in /srv/mnist.")

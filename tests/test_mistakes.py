@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 import nanokd as nk
-from nanokd import atomic, data, experiment, train, trainer
+from nanokd import atomic, data, download, experiment, train, trainer
 from nanokd.backend import cuda_available
 from test_train import N_TRAIN, N_VAL, tiny, tiny_dir  # noqa: F401  (fixtures: the tiny IDX folder, its arrays)
 
@@ -643,10 +643,10 @@ def test_a_file_of_the_other_data_set_is_not_to_be_deleted(mnist_dir, tmp_path, 
     assert "(it is mnist/train-images-idx3-ubyte.gz): a good file of the other data set, keep it" in err
     assert "--dataset mnist" in err and "delete" not in err
     with pytest.raises(data.DataError, match="under the wrong name, keep it"):
-        data.verify_file(mnist_dir / data.TEST_LABELS, "mnist", data.TRAIN_LABELS)
+        download.verify_file(mnist_dir / data.TEST_LABELS, "mnist", data.TRAIN_LABELS)
     (tmp_path / "junk.gz").write_bytes(b"junk")
     with pytest.raises(data.DataError, match="The file is corrupt or not one of the mnist files: delete it"):
-        data.verify_file(tmp_path / "junk.gz", "mnist", data.TRAIN_LABELS)
+        download.verify_file(tmp_path / "junk.gz", "mnist", data.TRAIN_LABELS)
 
 
 def test_teacher_flags_with_a_saved_teacher_are_refused(tiny_dir, run_dir, tmp_path, capsys):
