@@ -6,7 +6,7 @@
 mutmut (a well-kept mutation tester, ``pip install mutmut``) makes small
 deliberate bugs ("mutants") in the modules listed in ``pyproject.toml``
 (losses, layers, mlp, optim, trainer, checkpoint, teacher, data, download,
-jitter), runs the tests that cover each, and records whether some test
+jitter, elastic), runs the tests that cover each, and records whether some test
 failed (*killed*) or all passed (*survived*).  This script reads those results
 (``mutmut results --all true``) and prints, per module,
 
@@ -23,12 +23,13 @@ not earned.
 
 import argparse
 import collections
+import json
 import subprocess
 import sys
 
 from benchmarks.common import command_line, git_commit, machine, now, write_record
 
-MODULES = ("losses", "layers", "mlp", "optim", "trainer", "checkpoint", "teacher", "data", "download", "jitter")
+MODULES = ("losses", "layers", "mlp", "optim", "trainer", "checkpoint", "teacher", "data", "download", "jitter", "elastic")
 
 #: Why a surviving mutant cannot be told apart from the original (or only on a GPU), one line each.
 CPU_ONLY = "get_array_module(None) is NumPy: the same module for NumPy arrays; only a CuPy run (a GPU) differs"
@@ -423,6 +424,26 @@ def stale(status):
     return sorted(name for name in EQUIVALENT if status.get(name) in ("killed", "timeout"))
 
 
+def keep_unchecked(table, record):
+    """The table, with each module this run has not checked at all taken from an earlier ``record``.
+
+    A module is unchecked when every one of its mutants is "not checked" (or
+    it has none): a run of one module (``mutmut run 'nanokd.data*'``) then
+    updates that module's row and keeps the others'.  Every row says where it
+    comes from: ``from`` is the date and commit of the record it was measured
+    for (``None`` for this run's rows).
+    """
+    out = {}
+    for module, row in table.items():
+        old = record["modules"].get(module)
+        if row["mutants"] == row["not_checked"] and old is not None:
+            row = dict(old, **{"from": old.get("from") or {"date": record["date"], "git_commit": record["git_commit"]}})
+        else:
+            row = dict(row, **{"from": None})
+        out[module] = row
+    return out
+
+
 def markdown(table):
     """The per-module table in markdown: mutants, detected, survivors shown equivalent, the rest, score."""
     lines = ["| module | mutants | killed (timeouts) | equivalent | survived | not yet run | score |",
@@ -446,9 +467,15 @@ def main(argv=None):
                          "the last one checked, so a later run of one module replaces that module's results")
     ap.add_argument("--json", metavar="PATH", help="write the record here")
     ap.add_argument("--markdown", action="store_true", help="print the table as markdown (for RESULTS.md)")
+    ap.add_argument("--keep", metavar="RECORD",
+                    help="an earlier record (e.g. benchmarks/results/mutation.json): the modules this run has not "
+                         "checked at all keep their rows from it, each saying the date and commit it is of")
     args = ap.parse_args(argv)
     status = merged(results(cwd) for cwd in args.cwd)
     table, wrong = scores(status), stale(status)
+    if args.keep:
+        with open(args.keep) as f:
+            table = keep_unchecked(table, json.load(f))
     if args.markdown:
         print(markdown(table))
     print(f"{'module':11s} {'mutants':>7s} {'killed':>6s} {'timeout':>7s} {'survived':>8s} {'equiv.':>6s} "
@@ -457,8 +484,9 @@ def main(argv=None):
         score = "-" if r["score"] is None else f"{100 * r['score']:.1f}%"
         if r["score"] is None and r["score_so_far"] is not None:
             score = f"({100 * r['score_so_far']:.1f}% so far)"
+        kept = f"  (kept: of {r['from']['git_commit']}, {r['from']['date']})" if r.get("from") else ""
         print(f"{module:11s} {r['mutants']:7d} {r['killed']:6d} {r['timeout']:7d} {r['survived']:8d} "
-              f"{r['equivalent']:6d} {r['not_checked']:9d} {score}")
+              f"{r['equivalent']:6d} {r['not_checked']:9d} {score}{kept}")
     for name in wrong:
         print(f"listed as equivalent, but killed: {name}")
     if args.json:

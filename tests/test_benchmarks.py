@@ -104,6 +104,23 @@ def test_mutation_results_leave_out_mutants_the_newest_run_no_longer_has():
                                                    "nanokd.data.g__mutmut_1": "survived"}
 
 
+def test_mutation_report_keeps_an_earlier_records_rows_for_the_modules_this_run_did_not_check():
+    from benchmarks import mutation_report
+
+    status = {"nanokd.optim.f__mutmut_1": "killed", "nanokd.optim.f__mutmut_2": "not checked",
+              "nanokd.data.g__mutmut_1": "not checked", "nanokd.data.g__mutmut_2": "not checked"}
+    old_data = {"mutants": 3, "killed": 3, "score": 1.0}
+    record = {"date": "2026-12-02 22:52:55 UTC", "git_commit": "5eec2a2",
+              "modules": {"data": old_data, "optim": {"mutants": 9, "killed": 1, "score": 0.1},
+                          "jitter": {"mutants": 5, "killed": 5, "score": 1.0,
+                                     "from": {"date": "2026-11-30 UTC", "git_commit": "abc1234"}}}}
+    table = mutation_report.keep_unchecked(mutation_report.scores(status), record)
+    assert table["data"] == dict(old_data, **{"from": {"date": "2026-12-02 22:52:55 UTC", "git_commit": "5eec2a2"}})
+    assert table["optim"]["mutants"] == 2 and table["optim"]["killed"] == 1 and table["optim"]["from"] is None
+    assert table["jitter"]["from"] == {"date": "2026-11-30 UTC", "git_commit": "abc1234"}  # where it was measured
+    assert table["losses"]["mutants"] == 0 and table["losses"]["from"] is None  # in neither: an empty row
+
+
 def test_mutation_report_names_mutants_listed_as_equivalent_that_a_test_kills(monkeypatch):
     from benchmarks import mutation_report
 
