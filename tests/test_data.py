@@ -1,4 +1,4 @@
-"""Tests for nanokd.data, on tiny IDX files written here (no network)."""
+"""Tests for nanokd.data and nanokd.download (which load calls), on tiny IDX files written here (no network)."""
 
 import gzip
 import os
