@@ -63,6 +63,9 @@ BOUNDARY = ("l exactly at the split between two forms takes the other form, whic
 BEFORE_FORWARD = "backward before any forward fails either way: neither None nor '' is an array"
 HIDDEN_DROPOUT = ("the hidden dropout writes into a buffer of its own instead of the ReLU output it drops "
                   "from: the same values")
+INDEX_TYPE = ("the integer type of warp's gather indices: int32 and int64 reach the same pixels while the "
+              "framed images hold fewer than 2^31 values (2.2 million 28 x 28 images in one call; distort warps "
+              "2,048 at a time), and a test cannot hold the 8 GB of images beyond that")
 EQUIVALENT = {
     "nanokd.optim.x_pieces__mutmut_2": "all the arrays have one size, so arrays[1].size is arrays[0].size",
     "nanokd.optim.x_pieces__mutmut_4": "at n == BLOCK the loop yields the one whole piece the shortcut yields",
@@ -364,6 +367,35 @@ EQUIVALENT = {
     "nanokd.layers.x_max_norm___mutmut_34": "also multiplies the columns whose factor is exactly 1: the same weights",
     "nanokd.layers.x_max_norm___mutmut_37": GPU_BRANCH,
     "nanokd.layers.x_max_norm___mutmut_38": GPU_BRANCH,
+    "nanokd.elastic.x_gaussian_matrix__mutmut_3": ("the pixel positions as int64 instead of float64: (i - j)^2 is the "
+                                                   "same small integer, divided in float64 either way"),
+    "nanokd.elastic.x_gaussian_matrix__mutmut_5": ("the pixel positions as int64 instead of float64: (i - j)^2 is the "
+                                                   "same small integer, divided in float64 either way"),
+    "nanokd.elastic.x_displacement_fields__mutmut_12": CPU_ONLY,
+    "nanokd.elastic.x_warp__mutmut_2": CPU_ONLY,
+    "nanokd.elastic.x_distort__mutmut_14": CPU_ONLY,
+    "nanokd.elastic.x_warp__mutmut_16": ("a frame one zero row and column wider: the indices use the same p, so they "
+                                         "gather the same pixels and zeros"),
+    "nanokd.elastic.x_warp__mutmut_38": NEGATIVE_SIZE,
+    "nanokd.elastic.x_warp__mutmut_135": NEGATIVE_SIZE,
+    "nanokd.elastic.x_warp__mutmut_59": ("points clamped to -2 instead of -1 above the frame gather two zero rows (the "
+                                         "frame's, and the previous image's last, or by wrap-around the last "
+                                         "image's) instead of one: zero either way"),
+    "nanokd.elastic.x_warp__mutmut_69": ("points clamped to -2 instead of -1 left of the frame gather the previous "
+                                         "row's zero columns instead of the frame's: zero either way"),
+    "nanokd.elastic.x_warp__mutmut_78": INDEX_TYPE,
+    "nanokd.elastic.x_warp__mutmut_79": INDEX_TYPE,
+    "nanokd.elastic.x_warp__mutmut_80": INDEX_TYPE,
+    "nanokd.elastic.x_warp__mutmut_81": INDEX_TYPE,
+    "nanokd.elastic.x_warp__mutmut_82": INDEX_TYPE,
+    "nanokd.elastic.x_warp__mutmut_83": INDEX_TYPE,
+    "nanokd.elastic.x_warp__mutmut_84": INDEX_TYPE,
+    "nanokd.elastic.x_warp__mutmut_85": INDEX_TYPE,
+    "nanokd.elastic.x_warp__mutmut_99": INDEX_TYPE,
+    "nanokd.elastic.x_warp__mutmut_101": INDEX_TYPE,
+    "nanokd.elastic.x_warp__mutmut_138": COPY,
+    "nanokd.elastic.x_warp__mutmut_140": COPY,
+    "nanokd.elastic.x_warp__mutmut_141": COPY,
 }
 
 

@@ -75,7 +75,10 @@ def warp(x, fields, out=None):
     ``out[r, c]`` of the module's docstring, for every pixel of every image at
     once: each point's four neighbours are gathered from a copy of the images
     framed by zeros (points beyond the frame are clamped into that zero frame,
-    where all four neighbours are 0).
+    where all four neighbours are 0).  Every step is in x's dtype (float32 on
+    the training path), in this order: upper = a + g (b - a), lower =
+    e + g (h - e), out = upper + f (lower - upper), where a, b, e, h are
+    img[i, j], img[i, j + 1], img[i + 1, j], img[i + 1, j + 1].
 
     Parameters
     ----------
