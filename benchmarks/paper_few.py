@@ -9,6 +9,7 @@ full-data model reached 57.0 % without early stopping: soft targets recovered
     python -m benchmarks.paper_few --teacher teacher.npz --seeds 1 2 3
     python -m benchmarks.paper_few --teacher teacher.npz --seeds 1 2 3 --add-consistent   # two more rows
     python -m benchmarks.paper_few --teacher a.npz b.npz c.npz          # an ensemble teacher
+    python -m benchmarks.paper_few --teacher teacher.npz --grid-weight-decay 0 0.005 0.01   # weight decay too
 
 * the 3 %: 1,800 training images, 180 of each digit, drawn once with
   ``--subset-seed`` from the first 55,000 training images
@@ -24,6 +25,10 @@ full-data model reached 57.0 % without early stopping: soft targets recovered
   ``--teacher`` files are an ensemble: its soft targets at T are the mean of
   its members' (:func:`nanokd.teacher.ensemble_logits`), so they are computed
   for each T;
+* with ``--grid-weight-decay``, each 3 % run's SGD weight decay is chosen on
+  validation too, with the first seed: the hard-label run's by its
+  early-stopped validation errors, the soft one's after T and alpha (which are
+  chosen at the grid's first weight decay);
 * ``hard_full``: the 2x800 baseline on all the training images, from the
   record of the paper's table (``results/paper_table.json``), not retrained;
 * with ``--add-consistent``, two rows that leave the paper's setting: the 3 %
@@ -58,10 +63,10 @@ STARTED_AT = git_commit()  # the commit of the code this process runs (HEAD may 
 PAPER = {"hard_full": 58.9, "hard_3pct": 44.5, "soft_3pct": 57.0, "recovered": 0.87}  # frame accuracy %, Table 5
 
 
-def recipe(args, jitter=0):
+def recipe(args, jitter=0, weight_decay=0.0):
     """The table's 2x800 student with this experiment's schedule (18 steps an epoch on 1,800 images)."""
     return dataclasses.replace(PRESETS["paper"]["student"], epochs=args.epochs, lr=args.lr, lr_decay=args.lr_decay,
-                               jitter=jitter)
+                               jitter=jitter, weight_decay=weight_decay)
 
 
 class Data:
@@ -75,13 +80,14 @@ class Data:
         self.x_test, self.y_test = nkdata.to_float(ds.x_test), ds.y_test
 
 
-def fit(args, data, seed, *, teacher_logits=None, teacher=None, jitter=0, T=1.0, alpha=1.0, validate=True):
+def fit(args, data, seed, *, teacher_logits=None, teacher=None, jitter=0, T=1.0, alpha=1.0, weight_decay=0.0,
+        validate=True):
     """One 2x800 run on the subset; returns (final model, early-stopped weights, info).
 
     ``teacher`` with ``jitter``: consistent teaching, the teacher's logits of
     each shifted image (:func:`nanokd.trainer.train_model`).
     """
-    model, config = build(recipe(args, jitter), seed=seed, T=T, alpha=alpha)
+    model, config = build(recipe(args, jitter, weight_decay), seed=seed, T=T, alpha=alpha)
     best = {"errors": None, "epoch": None, "params": None}
 
     def keep_best(epoch, history):
@@ -111,17 +117,48 @@ def add_row(row, model, info, data, stopped=False):
 
 
 def choose_soft_settings(args, data, teachers):
-    """T and alpha of fewest validation errors after the fixed schedule (first seed only)."""
-    grid = {}
+    """T, alpha and weight decay of fewest validation errors after the fixed schedule (first seed only).
+
+    T and alpha are chosen first, at the first weight decay of the grid; then
+    the weight decay, at that T and alpha (ties: the first in grid order).
+    """
+    grid, wd0 = {}, args.grid_weight_decay[0]
+
+    def try_one(T, alpha, wd, v):
+        model, _, _ = fit(args, data, args.seeds[0], teacher_logits=v, T=T, alpha=alpha, weight_decay=wd,
+                          validate=False)
+        key = f"T={T:g},alpha={alpha:g}" + (f",weight_decay={wd:g}" if len(args.grid_weight_decay) > 1 else "")
+        grid[key] = errors = evaluate_errors(model, data.x_val, data.y_val)
+        print(f"  soft targets T={T:g} alpha={alpha:g} weight decay {wd:g}: {errors} validation errors", flush=True)
+        return errors
+
+    best = None
     for T in args.grid_T:
         v = compute_teacher_logits(teachers, data.x, T)  # an ensemble's logits hold its mean at this T only
         for alpha in args.grid_alpha:
-            model, _, _ = fit(args, data, args.seeds[0], teacher_logits=v, T=T, alpha=alpha, validate=False)
-            grid[f"T={T:g},alpha={alpha:g}"] = errors = evaluate_errors(model, data.x_val, data.y_val)
-            print(f"  soft targets T={T:g} alpha={alpha:g}: {errors} validation errors", flush=True)
-    key = min(grid, key=grid.get)  # ties: the first in grid order
-    T, alpha = (float(part.split("=")[1]) for part in key.split(","))
-    return T, alpha, grid
+            errors = try_one(T, alpha, wd0, v)
+            if best is None or errors < best[0]:
+                best = (errors, T, alpha, wd0)
+    _, T, alpha, _ = best
+    v = compute_teacher_logits(teachers, data.x, T)
+    for wd in args.grid_weight_decay[1:]:
+        errors = try_one(T, alpha, wd, v)
+        if errors < best[0]:
+            best = (errors, T, alpha, wd)
+    return T, alpha, best[3], grid
+
+
+def choose_hard_weight_decay(args, data):
+    """The weight decay of the hard-label run's fewest early-stopped validation errors (first seed only)."""
+    if len(args.grid_weight_decay) == 1:
+        return args.grid_weight_decay[0], {}
+    grid = {}
+    for wd in args.grid_weight_decay:
+        _, _, info = fit(args, data, args.seeds[0], weight_decay=wd)
+        grid[f"weight_decay={wd:g}"] = info["best_val_errors"]
+        print(f"  hard labels, weight decay {wd:g}: {info['best_val_errors']} validation errors at its best epoch "
+              f"{info['best_epoch']}", flush=True)
+    return min(args.grid_weight_decay, key=lambda wd: grid[f"weight_decay={wd:g}"]), grid  # ties: the first
 
 
 def run(args):
@@ -131,18 +168,20 @@ def run(args):
     teacher = teacher_entry(args, teachers, data)
     print(f"paper_few: {len(data.x)} training images ({np.bincount(data.y).tolist()} per class), "
           f"teacher {teacher['test_errors']} test errors; choosing T and alpha on validation", flush=True)
-    T, alpha, grid = choose_soft_settings(args, data, teachers)
-    print(f"chosen on validation: T = {T:g}, alpha = {alpha:g}", flush=True)
+    wd_hard, grid_hard = choose_hard_weight_decay(args, data)
+    T, alpha, wd_soft, grid = choose_soft_settings(args, data, teachers)
+    print(f"chosen on validation: T = {T:g}, alpha = {alpha:g}, weight decay {wd_soft:g} (hard labels: "
+          f"{wd_hard:g})", flush=True)
     v = compute_teacher_logits(teachers, data.x, T)
 
     rows = {k: {"test_errors": [], "seconds": [], "val_errors_final": [], "epochs": []}
             for k in ("hard_3pct", "hard_3pct_no_stop", "soft_3pct")}
     curves = {}
     for seed in args.seeds:
-        hard, best, info = fit(args, data, seed)
+        hard, best, info = fit(args, data, seed, weight_decay=wd_hard)
         stopped = MLP(**hard.config, device=hard.device)
         stopped.load_params(best)
-        soft, _, soft_info = fit(args, data, seed, teacher_logits=v, T=T, alpha=alpha)
+        soft, _, soft_info = fit(args, data, seed, teacher_logits=v, T=T, alpha=alpha, weight_decay=wd_soft)
         add_row(rows["hard_3pct"], stopped, info, data, stopped=True)
         add_row(rows["hard_3pct_no_stop"], hard, info, data)
         add_row(rows["soft_3pct"], soft, soft_info, data)
@@ -160,6 +199,7 @@ def run(args):
     mean = {k: float(np.mean(r["test_errors"])) for k, r in rows.items()}
     recovered = (mean["hard_3pct"] - mean["soft_3pct"]) / (mean["hard_3pct"] - mean["hard_full"])
     settings = {"recipe": dataclasses.asdict(recipe(args)), "soft_T": T, "soft_alpha": alpha, "grid": grid,
+                "soft_weight_decay": wd_soft, "hard_weight_decay": wd_hard, "grid_hard": grid_hard,
                 "subset": args.subset, "subset_seed": args.subset_seed, "val": args.val,
                 "subset_sha256": hashlib.sha256(data.index.astype(np.int64).tobytes()).hexdigest()}
     rec = {"experiment": "few", "paper": "Hinton, Vinyals & Dean 2015, arXiv 1503.02531, section 6 (Table 5)",
@@ -191,11 +231,11 @@ def add_consistent(args):
     rows = {k: {"test_errors": [], "seconds": [], "val_errors_final": [], "epochs": [], "jitter": args.jitter}
             for k in ("hard_3pct_jitter", "soft_3pct_consistent")}
     for seed in args.seeds:
-        hard, best, info = fit(args, data, seed, jitter=args.jitter)
+        hard, best, info = fit(args, data, seed, jitter=args.jitter, weight_decay=s.get("hard_weight_decay", 0.0))
         stopped = MLP(**hard.config, device=hard.device)
         stopped.load_params(best)
         soft, _, soft_info = fit(args, data, seed, teacher=teacher, jitter=args.jitter, T=s["soft_T"],
-                                 alpha=s["soft_alpha"])
+                                 alpha=s["soft_alpha"], weight_decay=s.get("soft_weight_decay", 0.0))
         add_row(rows["hard_3pct_jitter"], stopped, info, data, stopped=True)
         add_row(rows["soft_3pct_consistent"], soft, soft_info, data)
         print(f"seed {seed}: jittered hard {rows['hard_3pct_jitter']['test_errors'][-1]} (early-stopped at epoch "
@@ -259,6 +299,9 @@ def main(argv=None):
     p.add_argument("--lr-decay", type=float, default=0.994)
     p.add_argument("--grid-T", type=float, nargs="+", default=[2.0, 5.0, 10.0, 20.0])
     p.add_argument("--grid-alpha", type=float, nargs="+", default=[0.7, 1.0])
+    p.add_argument("--grid-weight-decay", type=float, nargs="+", default=[0.0], metavar="L",
+                   help="weight decays to choose from on validation, for the hard-label run and (after T and alpha, "
+                        "chosen at the first) for the soft one")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--add-consistent", action="store_true",

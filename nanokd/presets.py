@@ -40,6 +40,7 @@ class Recipe:
     max_norm: float          # max-norm radius of each hidden unit's incoming weights; 0 = off
     jitter: int              # random translations of up to this many pixels; 0 = off
     elastic: float = 0.0     # elastic distortions of this scale (pixels; sigma 4), after the jitter; 0 = off
+    weight_decay: float = 0.0  # L2 weight decay of SGD: weight_decay * w added to each gradient; 0 = off
 
     def sizes(self, n_in=784, n_classes=10):
         return [n_in, *self.hidden, n_classes]
@@ -195,6 +196,6 @@ def build(recipe, *, n_in=784, n_classes=10, seed=0, device="cpu", T=1.0, alpha=
     config = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, lr_decay=recipe.lr_decay,
                          momentum=recipe.momentum,
                          momentum_start=recipe.momentum_start if recipe.momentum_ramp else None,
-                         momentum_ramp=recipe.momentum_ramp, jitter=recipe.jitter, elastic=recipe.elastic, T=T,
-                         alpha=alpha, seed=seed)
+                         momentum_ramp=recipe.momentum_ramp, weight_decay=recipe.weight_decay, jitter=recipe.jitter,
+                         elastic=recipe.elastic, T=T, alpha=alpha, seed=seed)
     return model, config

@@ -76,6 +76,7 @@ RECIPE_RULES = {
     "max_norm": NONNEG_FLOAT,
     "jitter": JITTER,
     "elastic": NONNEG_FLOAT,
+    "weight_decay": NONNEG_FLOAT,
 }
 assert tuple(RECIPE_RULES) == tuple(f.name for f in dataclasses.fields(Recipe)), "a Recipe field without a rule"
 
@@ -94,7 +95,7 @@ KEYS = ("role", "preset", "dataset", "data_dir", "val", "train_subset", "subset_
 #: a config.json of an earlier version lacks them, and :func:`with_defaults` fills them in for --resume.
 LATER_KEYS = {"train_subset": 0, "subset_seed": 0}
 #: The same for the keys of each role's recipe.
-LATER_RECIPE_KEYS = {"elastic": 0.0}
+LATER_RECIPE_KEYS = {"elastic": 0.0, "weight_decay": 0.0}
 
 #: Keys whose flag is not simply --KEY.
 FLAG_NAMES = {"data_dir": "--data-dir", "verify": "--no-verify", "teacher_files": "--teacher"}
@@ -104,7 +105,7 @@ def with_defaults(settings):
     """``settings`` read from a config.json, with the :data:`LATER_KEYS` it lacks filled in (a new dict).
 
     >>> with_defaults({"val": 10000, "teacher": {"epochs": 8}})
-    {'val': 10000, 'teacher': {'epochs': 8, 'elastic': 0.0}, 'train_subset': 0, 'subset_seed': 0}
+    {'val': 10000, 'teacher': {'epochs': 8, 'elastic': 0.0, 'weight_decay': 0.0}, 'train_subset': 0, 'subset_seed': 0}
     """
     if not isinstance(settings, dict):
         return settings  # check_settings says what is wrong with it

@@ -86,6 +86,8 @@ RECIPE_FLAGS = {
                 "bend each training image by an elastic distortion of scale A pixels (Simard et al. 2003; 34 for "
                 "28 x 28 digits, smoothing sigma 4), new every epoch, after the jitter (0: off); for the distilled "
                 "student the soft targets are the teacher's logits of the bent images, computed per batch"),
+    "weight_decay": (dict(metavar="L"),
+                     "L2 weight decay: SGD adds L * w to the gradient of every weight and bias (0: off)"),
 }
 
 

@@ -77,6 +77,10 @@ class TrainConfig:
         Momentum ramps linearly from ``momentum_start`` to ``momentum`` over the
         first ``momentum_ramp`` epochs (:func:`~nanokd.optim.linear_ramp`), then
         stays.  ``momentum_start=None`` means no ramp.
+    weight_decay : float >= 0
+        L2 weight decay of the loop's SGD: each step adds ``weight_decay * w``
+        to the gradient of every weight and bias (:class:`~nanokd.optim.SGD`),
+        the gradient of ``weight_decay / 2 * ||w||^2``; 0 for none.
     jitter : int
         Translate every training image by up to this many pixels, freshly each
         epoch (:func:`nanokd.jitter.jitter`); 0 for none, else less than the image side
@@ -101,6 +105,7 @@ class TrainConfig:
     momentum: float = 0.9
     momentum_start: float = None
     momentum_ramp: int = 0
+    weight_decay: float = 0.0
     jitter: int = 0
     elastic: float = 0.0
     elastic_sigma: float = SIGMA
@@ -117,6 +122,7 @@ class TrainConfig:
         if self.momentum_start is not None:
             _check_real("momentum_start", self.momentum_start, 0, 1, high_open=True)
         _check_int("momentum_ramp", self.momentum_ramp, 0)
+        _check_real("weight_decay", self.weight_decay, 0, math.inf, high_open=True)
         _check_int("jitter", self.jitter, 0)
         _check_real("elastic", self.elastic, 0, math.inf, high_open=True)
         _check_real("elastic_sigma", self.elastic_sigma, 0, math.inf, low_open=True, high_open=True)
@@ -130,6 +136,7 @@ class TrainConfig:
         object.__setattr__(self, "T", float(self.T))
         object.__setattr__(self, "alpha", float(self.alpha))
         object.__setattr__(self, "elastic", float(self.elastic))
+        object.__setattr__(self, "weight_decay", float(self.weight_decay))
         object.__setattr__(self, "elastic_sigma", float(self.elastic_sigma))
 
     def momentum_at(self, epoch):
@@ -222,7 +229,8 @@ def train_model(model, x, y, config=None, *, teacher=None, teacher_logits=None, 
         Any nanokd optimizer on ``model.params`` (``SGD``, ``Adam``).  Its
         learning rate follows ``optimizer.lr * lr_decay**epoch`` from the value
         it has when passed; its other settings are its own.  By default the
-        loop uses ``SGD(model.params, lr, momentum)`` and schedules both.
+        loop uses ``SGD(model.params, lr, momentum, weight_decay=weight_decay)``
+        and schedules lr and momentum.
     checkpoint_path : str or Path, optional
         Written atomically after every epoch (:func:`nanokd.checkpoint.save_checkpoint`).
     resume : bool
@@ -266,9 +274,12 @@ def train_model(model, x, y, config=None, *, teacher=None, teacher_logits=None, 
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs a checkpoint_path")
     custom = optimizer is not None  # a caller's optimizer keeps its own settings; only its lr is scheduled
+    if custom and config.weight_decay:
+        raise ValueError(f"weight_decay={config.weight_decay} is for the loop's own SGD; a caller's optimizer "
+                         f"has its own (SGD(..., weight_decay=...))")
     base_lr = float(optimizer.lr) if custom else config.lr
     if not custom:
-        optimizer = SGD(model.params, lr=config.lr, momentum=config.momentum)
+        optimizer = SGD(model.params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     sig = signature(model, run.settings(optimizer, base_lr, custom), run.n)
     history = {"epoch": [], "loss": [], "val_errors": [], "lr": [], "momentum": [], "seconds": []}
     start = 0
@@ -427,6 +438,8 @@ class _Run:
                    teacher=fingerprint(self.teachers, self.v_all) if distil else None)
         if c.elastic:  # absent without distortions, so that the checkpoints of earlier versions still resume
             out["elastic"], out["elastic_sigma"] = c.elastic, c.elastic_sigma
+        if c.weight_decay and not custom:  # likewise; a caller's optimizer has its own
+            out["weight_decay"] = c.weight_decay
         if custom:  # a caller's optimizer: its kind and starting lr (absent from the loop's own SGD's signature)
             out["optimizer"] = {"type": type(optimizer).__name__, "lr": base_lr}
         return out

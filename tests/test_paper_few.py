@@ -50,6 +50,30 @@ def test_paper_few_record(teacher_file, mnist_dir, tmp_path):
     assert s["grid"][f"T={s['soft_T']:g},alpha=1"] == min(s["grid"].values())  # the choice is the validation best
 
 
+def test_paper_few_chooses_each_runs_weight_decay_on_validation(teacher_file, mnist_dir, tmp_path, monkeypatch):
+    """--grid-weight-decay: the hard run's by its best epoch, the soft run's after T and alpha; the rows use them."""
+    runs, real = [], paper_few.train_model
+
+    def spy(model, x, y, config, **kwargs):
+        runs.append(("soft" if kwargs.get("teacher_logits") is not None else "hard", config.weight_decay))
+        return real(model, x, y, config, **kwargs)
+
+    monkeypatch.setattr(paper_few, "train_model", spy)
+    out = tmp_path / "few.json"
+    paper_few.main(["--teacher", str(teacher_file), "--seeds", "1", "--subset", "100", "--epochs", "3",
+                    "--grid-T", "2", "4", "--grid-alpha", "1", "--grid-weight-decay", "0", "0.5", "--val", "500",
+                    "--data-dir", str(mnist_dir), "--no-plot", "--out", str(out)])
+    s = json.loads(out.read_text())["settings"]
+    assert set(s["grid_hard"]) == {"weight_decay=0", "weight_decay=0.5"}
+    assert s["grid_hard"][f"weight_decay={s['hard_weight_decay']:g}"] == min(s["grid_hard"].values())
+    # T and alpha over the grid at weight decay 0, then weight decay 0.5 at the chosen T and alpha: three runs
+    assert set(s["grid"]) == {"T=2,alpha=1,weight_decay=0", "T=4,alpha=1,weight_decay=0",
+                              f"T={s['soft_T']:g},alpha=1,weight_decay=0.5"}
+    assert s["grid"][f"T={s['soft_T']:g},alpha=1,weight_decay={s['soft_weight_decay']:g}"] == min(s["grid"].values())
+    assert len(runs) == 2 + 3 + 2  # the two grids, then the seed's rows
+    assert runs[-2:] == [("hard", s["hard_weight_decay"]), ("soft", s["soft_weight_decay"])]
+
+
 def test_paper_few_with_an_ensemble_teacher(teacher_file, mnist_dir, tmp_path):
     """Two --teacher files are an ensemble: the record gives its test errors (mean probability) and each
     member's, and the soft run's targets are the ensemble's at the chosen T."""

@@ -282,7 +282,7 @@ BASE_RUN = dict(batch_size=32, lr=0.1, lr_decay=0.9, momentum=0.9, momentum_star
 
 @pytest.mark.parametrize("change", [
     dict(batch_size=16), dict(lr_decay=0.8), dict(momentum=0.8), dict(momentum_start=0.6), dict(momentum_ramp=3),
-    dict(jitter=2), dict(seed=4), dict(T=3.0), dict(alpha=0.7),
+    dict(jitter=2), dict(seed=4), dict(T=3.0), dict(alpha=0.7), dict(weight_decay=1e-3),
 ], ids=lambda change: next(iter(change)))
 def test_resume_refuses_a_checkpoint_of_any_other_setting(tiny, tmp_path, change):
     """Every setting but the number of epochs is in the checkpoint's signature: a resume that changes one is
@@ -295,6 +295,24 @@ def test_resume_refuses_a_checkpoint_of_any_other_setting(tiny, tmp_path, change
     with pytest.raises(checkpoint.CheckpointError) as e:
         trainer.train_model(nk.MLP([784, 8, 10]), x, y, epochs=2, resume=True, **{**kw, **change})
     assert f"was written with other settings ({next(iter(change))})" in str(e.value)
+
+
+def test_weight_decay_is_the_loops_sgd_with_that_weight_decay_and_shrinks_the_weights(tiny):
+    """TrainConfig.weight_decay: bit for bit a caller's SGD(weight_decay=...) (no momentum ramp, so the two
+    loops take the same steps); the weights end smaller than without it."""
+    x, y, _, _ = tiny
+    kw = dict(epochs=3, batch_size=16, lr=0.05, momentum=0.9, seed=3, progress=False, log=None)
+    own, caller, plain = (nk.MLP([784, 8, 10], seed=1) for _ in range(3))
+    trainer.train_model(own, x, y, weight_decay=0.05, **kw)
+    trainer.train_model(caller, x, y, optimizer=nk.SGD(caller.params, lr=0.05, momentum=0.9, weight_decay=0.05), **kw)
+    trainer.train_model(plain, x, y, **kw)
+    for a, b in zip(own.params, caller.params):
+        np.testing.assert_array_equal(a, b)
+    norm = [sum(float((p.astype(np.float64) ** 2).sum()) for p in m.params) for m in (own, plain)]
+    assert norm[0] < 0.9 * norm[1]
+    with pytest.raises(ValueError, match=r"weight_decay=0.05 is for the loop's own SGD; a caller's optimizer has its "
+                                         r"own \(SGD\(..., weight_decay=...\)\)"):
+        trainer.train_model(plain, x, y, weight_decay=0.05, optimizer=nk.SGD(plain.params, lr=0.05), **kw)
 
 
 def test_resume_of_a_hard_label_run_ignores_T_and_alpha(tiny, tmp_path):
@@ -432,6 +450,8 @@ def test_bad_data_is_named(tiny):
     ("momentum_ramp", -1, ValueError, "momentum_ramp must be >= 0, got -1"),
     ("momentum_ramp", 2.0, TypeError, "momentum_ramp must be an int, got float"),
     ("jitter", -1, ValueError, "jitter must be >= 0, got -1"),
+    ("weight_decay", -1e-4, ValueError, "weight_decay must be in [0, inf), got -0.0001"),
+    ("weight_decay", math.inf, ValueError, "weight_decay must be in [0, inf), got inf"),
     ("T", 0, ValueError, "T must be in (0, inf), got 0"),
     ("T", math.inf, ValueError, "T must be in (0, inf), got inf"),
     ("alpha", 1.5, ValueError, "alpha must be in [0, 1], got 1.5"),
@@ -447,10 +467,11 @@ def test_train_config_refuses_a_bad_field_with_its_name_and_range(field, value, 
 
 def test_train_config_accepts_every_field_at_its_closed_ends_and_stores_plain_floats():
     low = trainer.TrainConfig(epochs=0, batch_size=1, lr_decay=1, momentum=0, momentum_start=0, momentum_ramp=0,
-                              jitter=0, alpha=0, seed=0)
-    assert (low.epochs, low.batch_size, low.lr_decay, low.momentum, low.alpha) == (0, 1, 1, 0, 0)
-    c = trainer.TrainConfig(epochs=1, T=np.float64(2.0), alpha=1)
+                              jitter=0, alpha=0, seed=0, weight_decay=0)
+    assert (low.epochs, low.batch_size, low.lr_decay, low.momentum, low.alpha, low.weight_decay) == (0, 1, 1, 0, 0, 0)
+    c = trainer.TrainConfig(epochs=1, T=np.float64(2.0), alpha=1, weight_decay=np.float32(0.5))
     assert type(c.T) is float and type(c.alpha) is float and (c.T, c.alpha) == (2.0, 1.0)
+    assert type(c.weight_decay) is float and c.weight_decay == 0.5
 
 
 def test_train_model_fields_override_those_of_a_given_config(tiny):
@@ -665,6 +686,24 @@ def test_cli_elastic_bends_the_teachers_images_only(tiny_dir, tmp_path, monkeypa
     plain = tmp_path / "p"
     assert train.main(_cli(tiny_dir, plain, "--role", "teacher")) == 0
     assert _params(out / "teacher.npz")[0].tolist() != _params(plain / "teacher.npz")[0].tolist()
+
+
+def test_cli_weight_decay_reaches_the_students_sgd_only(tiny_dir, tmp_path, monkeypatch):
+    """--student-weight-decay reaches both students' TrainConfig and config.json, not the teacher's."""
+    seen = {}
+    real = experiment.train_model
+
+    def spy(model, x, y, config, **kwargs):
+        seen[kwargs["name"]] = config
+        return real(model, x, y, config, **kwargs)
+
+    monkeypatch.setattr(experiment, "train_model", spy)
+    out = tmp_path / "w"
+    assert train.main(_cli(tiny_dir, out, "--student-weight-decay", "0.001")) == 0
+    assert seen["baseline"].weight_decay == seen["distilled"].weight_decay == 0.001
+    assert seen["teacher"].weight_decay == 0.0
+    config = json.loads((out / "config.json").read_text())
+    assert config["student"]["weight_decay"] == 0.001 and config["teacher"]["weight_decay"] == 0.0
 
 
 def test_cli_distil_from_an_ensemble_of_saved_teachers(tiny_dir, tmp_path):
