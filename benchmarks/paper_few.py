@@ -220,7 +220,8 @@ def add_consistent(args):
     """Two rows that leave the paper's setting, added to the record at ``--out``: the 3 % jittered by up to
     ``--jitter`` pixels, on hard labels (``hard_3pct_jitter``, early-stopped on validation) and on the
     teacher's logits of the same shifted views (``soft_3pct_consistent``, at the record's T and alpha,
-    chosen on validation for the untranslated run)."""
+    chosen on validation for the untranslated run).  Each uses the record's weight decay for its kind of
+    run (0 in a record made without ``--grid-weight-decay``)."""
     t_start = time.perf_counter()
     rec = json.loads(Path(args.out).read_text())
     s = rec["settings"]

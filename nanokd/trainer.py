@@ -438,7 +438,7 @@ class _Run:
                    teacher=fingerprint(self.teachers, self.v_all) if distil else None)
         if c.elastic:  # absent without distortions, so that the checkpoints of earlier versions still resume
             out["elastic"], out["elastic_sigma"] = c.elastic, c.elastic_sigma
-        if c.weight_decay and not custom:  # likewise; a caller's optimizer has its own
+        if c.weight_decay:  # likewise (train_model has refused it beside a caller's optimizer)
             out["weight_decay"] = c.weight_decay
         if custom:  # a caller's optimizer: its kind and starting lr (absent from the loop's own SGD's signature)
             out["optimizer"] = {"type": type(optimizer).__name__, "lr": base_lr}
