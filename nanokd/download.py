@@ -236,13 +236,7 @@ def find_or_download(name, data_dir=None, *, download=True, fetch=None):
         return _custom_folder(data_dir)
     for root, source in ((data_dir, "--data-dir / data_dir"), (os.environ.get("NANOKD_DATA"), "NANOKD_DATA")):
         if root:
-            folder = _dataset_folder(root, name)
-            if not folder.is_dir():
-                raise DataError(f"{folder} (from {source}) does not exist. " + _how_to_fix(name))
-            missing = _missing(folder)
-            if missing:
-                raise DataError(f"{folder} (from {source}) lacks {', '.join(missing)}. " + _how_to_fix(name))
-            return folder
+            return _checked_folder(_dataset_folder(root, name), source, name)
 
     cache = cache_dir(name)
     for folder in (cache, *SYSTEM_DIRS.get(name, ())):
@@ -262,12 +256,16 @@ def _custom_folder(data_dir):
     """The folder of a custom data set: ``data_dir`` itself, which must hold the four files (no search, no download)."""
     if not data_dir:
         raise DataError("no folder given. " + _how_to_fix(CUSTOM))
-    folder = Path(data_dir).expanduser()
+    return _checked_folder(Path(data_dir).expanduser(), "--data-dir / data_dir", CUSTOM)
+
+
+def _checked_folder(folder, source, name):
+    """``folder`` (named by ``source``) if it holds the four files; else a DataError saying what it lacks."""
     if not folder.is_dir():
-        raise DataError(f"{folder} (from --data-dir / data_dir) does not exist. " + _how_to_fix(CUSTOM))
+        raise DataError(f"{folder} (from {source}) does not exist. " + _how_to_fix(name))
     missing = _missing(folder)
     if missing:
-        raise DataError(f"{folder} (from --data-dir / data_dir) lacks {', '.join(missing)}. " + _how_to_fix(CUSTOM))
+        raise DataError(f"{folder} (from {source}) lacks {', '.join(missing)}. " + _how_to_fix(name))
     return folder
 
 

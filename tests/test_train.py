@@ -667,8 +667,8 @@ def test_cli_resume_after_interruption_gives_the_same_files(tiny_dir, tmp_path, 
         assert straight["models"][name]["test_errors"] == resumed["models"][name]["test_errors"]
 
 
-def test_cli_elastic_bends_the_teachers_images_only(tiny_dir, tmp_path, monkeypatch):
-    """--teacher-elastic reaches the teacher's TrainConfig (and its checkpoint and results), not the students'."""
+def _configs_seen(monkeypatch):
+    """{model name: the TrainConfig experiment.train_model got}, filled in as the run trains."""
     seen = {}
     real = experiment.train_model
 
@@ -677,6 +677,12 @@ def test_cli_elastic_bends_the_teachers_images_only(tiny_dir, tmp_path, monkeypa
         return real(model, x, y, config, **kwargs)
 
     monkeypatch.setattr(experiment, "train_model", spy)
+    return seen
+
+
+def test_cli_elastic_bends_the_teachers_images_only(tiny_dir, tmp_path, monkeypatch):
+    """--teacher-elastic reaches the teacher's TrainConfig (and its checkpoint and results), not the students'."""
+    seen = _configs_seen(monkeypatch)
     out = tmp_path / "e"
     assert train.main(_cli(tiny_dir, out, "--teacher-elastic", "20")) == 0
     assert seen["teacher"].elastic == 20.0 and seen["teacher"].elastic_sigma == 4.0
@@ -690,14 +696,7 @@ def test_cli_elastic_bends_the_teachers_images_only(tiny_dir, tmp_path, monkeypa
 
 def test_cli_weight_decay_reaches_the_students_sgd_only(tiny_dir, tmp_path, monkeypatch):
     """--student-weight-decay reaches both students' TrainConfig and config.json, not the teacher's."""
-    seen = {}
-    real = experiment.train_model
-
-    def spy(model, x, y, config, **kwargs):
-        seen[kwargs["name"]] = config
-        return real(model, x, y, config, **kwargs)
-
-    monkeypatch.setattr(experiment, "train_model", spy)
+    seen = _configs_seen(monkeypatch)
     out = tmp_path / "w"
     assert train.main(_cli(tiny_dir, out, "--student-weight-decay", "0.001")) == 0
     assert seen["baseline"].weight_decay == seen["distilled"].weight_decay == 0.001
