@@ -315,6 +315,23 @@ def test_weight_decay_is_the_loops_sgd_with_that_weight_decay_and_shrinks_the_we
         trainer.train_model(plain, x, y, weight_decay=0.05, optimizer=nk.SGD(plain.params, lr=0.05), **kw)
 
 
+def test_a_checkpoints_signature_names_weight_decay_and_distortions_only_when_they_are_on(tiny, tmp_path):
+    """The keys added after checkpoints were first written stay out of a run that does not use them, so that
+    the checkpoints of earlier versions still resume."""
+    x, y, _, _ = tiny
+    keys = {}
+    for name, extra in (("plain", {}), ("decayed", {"weight_decay": 1e-3}), ("bent", {"elastic": 5.0})):
+        path = tmp_path / f"{name}.npz"
+        trainer.train_model(nk.MLP([784, 8, 10]), x, y, epochs=1, checkpoint_path=path, progress=False, log=None,
+                            **BASE_RUN, **extra)
+        with np.load(path) as f:
+            keys[name] = set(json.loads(str(f["signature"])))
+    assert keys["plain"] == {"model", "n_train", "batch_size", "lr", "lr_decay", "momentum", "momentum_start",
+                             "momentum_ramp", "jitter", "seed", "T", "alpha", "teacher"}
+    assert keys["decayed"] == keys["plain"] | {"weight_decay"}
+    assert keys["bent"] == keys["plain"] | {"elastic", "elastic_sigma"}
+
+
 def test_resume_of_a_hard_label_run_ignores_T_and_alpha(tiny, tmp_path):
     """T and alpha are the soft targets' settings: a run without a teacher resumes whatever they are."""
     x, y, _, _ = tiny
