@@ -469,6 +469,10 @@ def test_bad_data_is_named(tiny):
     ("jitter", -1, ValueError, "jitter must be >= 0, got -1"),
     ("weight_decay", -1e-4, ValueError, "weight_decay must be in [0, inf), got -0.0001"),
     ("weight_decay", math.inf, ValueError, "weight_decay must be in [0, inf), got inf"),
+    ("elastic", -1.0, ValueError, "elastic must be in [0, inf), got -1.0"),
+    ("elastic", math.inf, ValueError, "elastic must be in [0, inf), got inf"),
+    ("elastic_sigma", 0, ValueError, "elastic_sigma must be in (0, inf), got 0"),
+    ("elastic_sigma", math.inf, ValueError, "elastic_sigma must be in (0, inf), got inf"),
     ("T", 0, ValueError, "T must be in (0, inf), got 0"),
     ("T", math.inf, ValueError, "T must be in (0, inf), got inf"),
     ("alpha", 1.5, ValueError, "alpha must be in [0, 1], got 1.5"),
@@ -484,11 +488,13 @@ def test_train_config_refuses_a_bad_field_with_its_name_and_range(field, value, 
 
 def test_train_config_accepts_every_field_at_its_closed_ends_and_stores_plain_floats():
     low = trainer.TrainConfig(epochs=0, batch_size=1, lr_decay=1, momentum=0, momentum_start=0, momentum_ramp=0,
-                              jitter=0, alpha=0, seed=0, weight_decay=0)
+                              jitter=0, alpha=0, seed=0, weight_decay=0, elastic=0, elastic_sigma=0.5)
     assert (low.epochs, low.batch_size, low.lr_decay, low.momentum, low.alpha, low.weight_decay) == (0, 1, 1, 0, 0, 0)
-    c = trainer.TrainConfig(epochs=1, T=np.float64(2.0), alpha=1, weight_decay=np.float32(0.5))
-    assert type(c.T) is float and type(c.alpha) is float and (c.T, c.alpha) == (2.0, 1.0)
-    assert type(c.weight_decay) is float and c.weight_decay == 0.5
+    assert (low.elastic, low.elastic_sigma) == (0, 0.5)  # sigma below a pixel is allowed
+    c = trainer.TrainConfig(epochs=1, T=np.float64(2.0), alpha=1, weight_decay=np.float32(0.5),
+                            elastic=np.float32(3.0), elastic_sigma=np.int64(2))
+    for name, value in (("T", 2.0), ("alpha", 1.0), ("weight_decay", 0.5), ("elastic", 3.0), ("elastic_sigma", 2.0)):
+        assert type(getattr(c, name)) is float and getattr(c, name) == value, name
 
 
 def test_train_model_fields_override_those_of_a_given_config(tiny):
