@@ -167,7 +167,7 @@ EQUIVALENT = {
                                                "the same kinds as 'iu'",
     "nanokd.trainer.x__check_finite__mutmut_2": CPU_ONLY,
     "nanokd.trainer.x__check_finite__mutmut_21": NEGATIVE_SIZE,
-    "nanokd.trainer.x_train_model__mutmut_48": ("the loop sets the momentum of its own SGD before every epoch "
+    "nanokd.trainer.x_train_model__mutmut_51": ("the loop sets the momentum of its own SGD before every epoch "
                                                 "(TrainConfig.momentum_at), so the one it starts with is never used"),
     "nanokd.trainer.xǁ_Runǁ__init____mutmut_100": ("the message of a teacher on another device than the student, "
                                                    "which needs a GPU: test_train.py's "
@@ -223,10 +223,10 @@ EQUIVALENT = {
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_97": BAR,
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_98": BAR,
     "nanokd.trainer.xǁ_Runǁepoch__mutmut_99": BAR,
-    "nanokd.trainer.xǁ_Runǁsettings__mutmut_49": OPTIMIZER_KEY,
-    "nanokd.trainer.xǁ_Runǁsettings__mutmut_50": OPTIMIZER_KEY,
-    "nanokd.trainer.xǁ_Runǁsettings__mutmut_52": OPTIMIZER_KEY,
-    "nanokd.trainer.xǁ_Runǁsettings__mutmut_53": OPTIMIZER_KEY,
+    "nanokd.trainer.xǁ_Runǁsettings__mutmut_57": OPTIMIZER_KEY,
+    "nanokd.trainer.xǁ_Runǁsettings__mutmut_58": OPTIMIZER_KEY,
+    "nanokd.trainer.xǁ_Runǁsettings__mutmut_60": OPTIMIZER_KEY,
+    "nanokd.trainer.xǁ_Runǁsettings__mutmut_61": OPTIMIZER_KEY,
     "nanokd.data.x_num_classes__mutmut_3": "MNIST's and Fashion-MNIST's largest training label is 9: 9 + 1 is "
                                            "NUM_CLASSES",
     "nanokd.data.x_to_float__mutmut_10": NEGATIVE_SIZE,
