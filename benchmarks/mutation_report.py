@@ -456,19 +456,22 @@ def stale(status):
     return sorted(name for name in EQUIVALENT if status.get(name) in ("killed", "timeout"))
 
 
-def keep_unchecked(table, record):
+def keep_unchecked(table, record, only=None):
     """The table, with each module this run has not checked at all taken from an earlier ``record``.
 
     A module is unchecked when every one of its mutants is "not checked" (or
     it has none): a run of one module (``mutmut run 'nanokd.data*'``) then
-    updates that module's row and keeps the others'.  Every row says where it
-    comes from: ``from`` is the date and commit of the record it was measured
-    for (``None`` for this run's rows).
+    updates that module's row and keeps the others'.  ``only``: the modules
+    whose rows this run gives; every other row is the record's, checked or
+    not (for a module this run went through only in part).  Every row says
+    where it comes from: ``from`` is the date and commit of the record it was
+    measured for (``None`` for this run's rows).
     """
     out = {}
     for module, row in table.items():
         old = record["modules"].get(module)
-        if row["mutants"] == row["not_checked"] and old is not None:
+        unchecked = row["mutants"] == row["not_checked"] or (only is not None and module not in only)
+        if unchecked and old is not None:
             row = dict(old, **{"from": old.get("from") or {"date": record["date"], "git_commit": record["git_commit"]}})
         else:
             row = dict(row, **{"from": None})
@@ -502,12 +505,16 @@ def main(argv=None):
     ap.add_argument("--keep", metavar="RECORD",
                     help="an earlier record (e.g. benchmarks/results/mutation.json): the modules this run has not "
                          "checked at all keep their rows from it, each saying the date and commit it is of")
+    ap.add_argument("--only", nargs="+", metavar="MODULE", choices=MODULES,
+                    help="with --keep: only these modules' rows come from this run")
     args = ap.parse_args(argv)
+    if args.only and not args.keep:
+        ap.error("--only needs --keep RECORD (the rows of the other modules)")
     status = merged(results(cwd) for cwd in args.cwd)
     table, wrong = scores(status), stale(status)
     if args.keep:
         with open(args.keep) as f:
-            table = keep_unchecked(table, json.load(f))
+            table = keep_unchecked(table, json.load(f), args.only)
     if args.markdown:
         print(markdown(table))
     print(f"{'module':11s} {'mutants':>7s} {'killed':>6s} {'timeout':>7s} {'survived':>8s} {'equiv.':>6s} "

@@ -119,6 +119,8 @@ def test_mutation_report_keeps_an_earlier_records_rows_for_the_modules_this_run_
     assert table["optim"]["mutants"] == 2 and table["optim"]["killed"] == 1 and table["optim"]["from"] is None
     assert table["jitter"]["from"] == {"date": "2026-11-30 UTC", "git_commit": "abc1234"}  # where it was measured
     assert table["losses"]["mutants"] == 0 and table["losses"]["from"] is None  # in neither: an empty row
+    only = mutation_report.keep_unchecked(mutation_report.scores(status), record, only=["data"])
+    assert only["optim"]["mutants"] == 9 and only["optim"]["from"]["git_commit"] == "5eec2a2"  # checked in part: kept
 
 
 def test_mutation_report_names_mutants_listed_as_equivalent_that_a_test_kills(monkeypatch):
