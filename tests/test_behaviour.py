@@ -425,11 +425,20 @@ def test_shift_lookup_is_used_exactly_when_it_fits_in_its_bytes(tiny, monkeypatc
     calls = []
     real = trainer.shifted_teacher_logits
     monkeypatch.setattr(trainer, "shifted_teacher_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    batch_passes, real_logits = [], trainer.compute_teacher_logits
+
+    def logits(teachers, xb, *a, **k):  # a teacher pass over one batch, not over all the images (the lookup's)
+        if len(xb) < len(x):
+            batch_passes.append(len(xb))
+        return real_logits(teachers, xb, *a, **k)
+
+    monkeypatch.setattr(trainer, "compute_teacher_logits", logits)
     t0 = time.perf_counter()
     history = trainer.train_model(nk.MLP([784, 8, 10], seed=1), x, y, teacher=nk.MLP([784, 12, 10], seed=0),
                                   jitter=s, epochs=1, batch_size=50, lr=0.05, T=3.0, progress=False, log=None)
     wall = time.perf_counter() - t0
     assert bool(calls) is looked_up
+    assert bool(batch_passes) is not looked_up  # each batch's targets come from the lookup, or from a pass of their own
     assert 0 <= history["setup_seconds"] <= history["total_seconds"] <= wall
 
 

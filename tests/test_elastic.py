@@ -277,6 +277,17 @@ def test_a_distilled_student_gets_the_teachers_logits_of_the_bent_images(monkeyp
         assert np.abs(v - compute_teacher_logits(teacher, x[:1], 4.0)).max() > 0  # (not one image's)
 
 
+def test_an_elastic_distilled_run_caches_no_soft_targets_and_says_so():
+    """With distortions every batch is a new image: nothing is computed ahead, and no setup time is reported."""
+    import nanokd as nk
+    from nanokd import trainer
+
+    x, y = _digits()
+    history = trainer.train_model(nk.MLP([784, 8, 10], seed=1), x, y, teacher=nk.MLP([784, 8, 10], seed=2), epochs=1,
+                                  batch_size=64, lr=0.01, elastic=20.0, progress=False, log=None)
+    assert history["setup_seconds"] == 0.0 and history["total_seconds"] == sum(history["seconds"])
+
+
 def test_an_elastic_run_resumes_bit_for_bit_and_refuses_another_runs_checkpoint(tmp_path):
     import nanokd as nk
     from nanokd import trainer
