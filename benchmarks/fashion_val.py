@@ -393,7 +393,8 @@ def main(argv=None):
                         help="choose: stages 1-3 (teacher, T, alpha); schedule: stage 4, needs --after; seeds: "
                              "stage 5, the students' schedule over seeds 0-2; full-teacher: stage 6, the full "
                              "preset's teacher; full-jitter: stage 7, the full preset's jittered teacher and T, "
-                             "alpha; quick-jitter: stage 8, the quick teacher jittered by one pixel, seeds 0-2")
+                             "alpha; quick-jitter: stage 8, the quick teacher as it is, jittered, and jittered "
+                             "over 24 epochs, seeds 0-2")
     parser.add_argument("--after", metavar="JSON", help="the record of stages 1-3, for --stage schedule")
     parser.add_argument("--data-dir", default=None, help="the Fashion-MNIST files (default: nanokd's search order)")
     parser.add_argument("--no-verify", action="store_true", help="skip the checksums (home-made test files)")
